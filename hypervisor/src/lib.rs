@@ -1,0 +1,1 @@
+//! minicloud-vmm library.

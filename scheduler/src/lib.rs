@@ -1,0 +1,1 @@
+//! minicloud scheduler: places VMs on host capacity.
