@@ -1,1 +1,133 @@
-fn main() {}
+//! The `minicloud-vmm` binary: one VM per process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hypervisor::config::{BootProtocol, ConsoleConfig, DiskConfig, VmConfig};
+use hypervisor::vmm::Vm;
+
+/// Exit status for a configuration the VMM refuses.
+const STATUS_BAD_CONFIG: u8 = 2;
+
+/// Runs one KVM virtual machine until its guest stops.
+///
+/// Exit status: 0 guest powered off or reset; 1 VMM error; 2 bad
+/// configuration; 3 guest panic; 4 triple fault; 5 KVM internal error.
+#[derive(Parser, Debug)]
+#[command(name = "minicloud-vmm", version, about, long_about)]
+struct Args {
+    /// Print what this host's KVM can run (JSON) and exit.
+    #[arg(long)]
+    probe_host: bool,
+    /// Read the VM description from this JSON file (see README).
+    #[arg(long, conflicts_with_all = ["kernel", "disk", "initrd", "cmdline"])]
+    config: Option<PathBuf>,
+    /// Kernel: ELF vmlinux, bzImage, or the mini guest's ELF.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Number of vCPUs (1-32).
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory_mib: u64,
+    /// A virtio-blk disk: PATH[,ro][,id=SERIAL]; repeat for more.
+    #[arg(long)]
+    disk: Vec<String>,
+    /// Write the console to this file instead of stdout.
+    #[arg(long)]
+    console_log: Option<PathBuf>,
+    /// Serve the console on this Unix socket too.
+    #[arg(long)]
+    console_sock: Option<PathBuf>,
+    /// Pin vCPU threads to these host CPUs (e.g. 0-3,8).
+    #[arg(long)]
+    cpu_affinity: Option<String>,
+    /// Boot protocol for ELF kernels.
+    #[arg(long, value_enum, default_value = "linux64")]
+    boot: BootArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BootArg {
+    Linux64,
+    Pvh,
+}
+
+fn config_from(args: &Args) -> anyhow::Result<VmConfig> {
+    if let Some(path) = &args.config {
+        return Ok(VmConfig::from_file(path)?);
+    }
+    let Some(kernel) = args.kernel.clone() else {
+        anyhow::bail!("--kernel PATH (or --config FILE) is required");
+    };
+    let disks = args
+        .disk
+        .iter()
+        .map(|d| DiskConfig::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VmConfig {
+        kernel,
+        initrd: args.initrd.clone(),
+        cmdline: args.cmdline.clone(),
+        vcpus: args.vcpus,
+        memory_mib: args.memory_mib,
+        disks,
+        console: ConsoleConfig {
+            log: args.console_log.clone(),
+            socket: args.console_sock.clone(),
+            stdin: None,
+        },
+        cpu_affinity: args.cpu_affinity.clone(),
+        boot: match args.boot {
+            BootArg::Linux64 => BootProtocol::Linux64,
+            BootArg::Pvh => BootProtocol::Pvh,
+        },
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.probe_host {
+        let cap = hypervisor::probe::probe();
+        match serde_json::to_string(&cap) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("minicloud-vmm: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let config = match config_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("minicloud-vmm: {e:#}");
+            return ExitCode::from(STATUS_BAD_CONFIG);
+        }
+    };
+    let vm = match Vm::build(&config) {
+        Ok(vm) => vm,
+        Err(hypervisor::vmm::BuildError::Config(e)) => {
+            eprintln!("minicloud-vmm: {e}");
+            return ExitCode::from(STATUS_BAD_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("minicloud-vmm: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let exit = vm.run();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    eprintln!("minicloud-vmm: {}", exit.describe());
+    // Exit now: vCPU threads may still sit in KVM_RUN.
+    std::process::exit(exit.status())
+}
