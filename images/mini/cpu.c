@@ -27,6 +27,8 @@ struct PACKED desc_ptr {
 };
 
 extern u64 gdt[];
+extern u64 pt0[512];
+extern char stack_guard[];
 extern const u64 exc_stubs[32];
 extern char irq_uart_stub[], irq_timer_stub[], irq_other_stub[], irq_ignore_stub[];
 
@@ -58,6 +60,13 @@ void cpu_init(void)
 		 (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
 	gdt[5] = base >> 32;
 	__asm__ volatile("ltr %w0" : : "r"(KTSS));
+
+	/* Unmap the page below the boot stack. */
+	u64 guard = (u64)stack_guard;
+	if (guard < (2ul << 20)) {
+		pt0[guard >> 12] = 0;
+		__asm__ volatile("invlpg (%0)" : : "r"(guard) : "memory");
+	}
 
 	for (int v = 0; v < 32; v++)
 		set_gate(v, exc_stubs[v], v == 8 ? 1 : 0);

@@ -256,9 +256,12 @@ pdpt:
 	.quad pd + 0x3000 + 0x3
 	.fill 508, 8, 0
 pd:
-	/* 0..3 GiB: 2 MiB pages, write-back */
-	.set i, 0
-	.rept 1536
+	/* 0..2 MiB: 4 KiB pages (pt0), so that the boot stack can have an
+	 * unmapped guard page below it (cpu.c); then 2 MiB pages up to 3 GiB,
+	 * write-back */
+	.quad pt0 + 0x3
+	.set i, 1
+	.rept 1535
 	.quad (i << 21) | 0x83          /* present, writable, PS */
 	.set i, i + 1
 	.endr
@@ -267,9 +270,22 @@ pd:
 	.quad (i << 21) | 0x9b          /* + PWT | PCD */
 	.set i, i + 1
 	.endr
+	.globl pt0
+pt0:
+	.set i, 0
+	.rept 512
+	.quad (i << 12) | 0x3
+	.set i, i + 1
+	.endr
 
-	.section .noinit, "aw", @nobits
-	.balign 16
+	/* First in .noinit (linker.ld): the guard page, unmapped by cpu.c, so
+	 * a stack overflow faults (and #DF on its IST stack reports it) instead
+	 * of silently overwriting the kernel's data. */
+	.section .noinit.stack, "aw", @nobits
+	.balign 4096
+	.globl stack_guard
+stack_guard:
+	.skip 4096
 boot_stack:
 	.skip 16384
 	.globl boot_stack_top
