@@ -75,6 +75,7 @@ void kputs(const char *s);
 /* uart.c */
 void uart_init(void);
 void uart_putc(char c);
+int uart_at_line_start(void);
 void uart_enable_rx_irq(void);
 void uart_irq(void);
 int uart_getc(void); /* blocks with sti; hlt */

@@ -23,7 +23,9 @@ NORETURN void panic(const char *fmt, ...)
 		machine_exit(EXIT_PANIC);
 	__builtin_va_list ap;
 	__builtin_va_start(ap, fmt);
-	kputs("\nPANIC: ");
+	if (!uart_at_line_start())
+		kputs("\n");
+	kputs("PANIC: ");
 	vkprintf(fmt, ap);
 	kputs("\n");
 	__builtin_va_end(ap);

@@ -38,12 +38,17 @@ static void uart_tx(u8 c)
 	outb(COM1 + THR, c);
 }
 
+static int column; /* 0 at the start of a line */
+
 void uart_putc(char c)
 {
 	if (c == '\n')
 		uart_tx('\r');
 	uart_tx((u8)c);
+	column = c == '\n' || c == '\r' ? 0 : column + 1;
 }
+
+int uart_at_line_start(void) { return column == 0; }
 
 static void uart_drain_rx(void)
 {
