@@ -192,6 +192,9 @@ pub enum HostError {
 #[derive(Debug, Clone)]
 pub(crate) struct Core {
     pub(crate) node: u32,
+    /// Hardware threads of the core, reserved ones included.
+    pub(crate) hardware_threads: usize,
+    /// The threads guests may use.
     pub(crate) threads: Vec<u32>,
 }
 
@@ -285,16 +288,23 @@ impl HostState {
         )?;
         let usable_cpus = all.difference(&reserved_cpus);
 
-        let mut by_core: BTreeMap<(u32, u32, u32), Vec<u32>> = BTreeMap::new();
-        for cpu in cpus.iter().filter(|cpu| usable_cpus.contains(cpu.id)) {
-            by_core
+        let mut by_core: BTreeMap<(u32, u32, u32), Core> = BTreeMap::new();
+        for cpu in &cpus {
+            let core = by_core
                 .entry((cpu.node, cpu.package, cpu.core))
-                .or_default()
-                .push(cpu.id);
+                .or_insert_with(|| Core {
+                    node: cpu.node,
+                    hardware_threads: 0,
+                    threads: Vec::new(),
+                });
+            core.hardware_threads += 1;
+            if usable_cpus.contains(cpu.id) {
+                core.threads.push(cpu.id);
+            }
         }
         let cores = by_core
-            .into_iter()
-            .map(|((node, _, _), threads)| Core { node, threads })
+            .into_values()
+            .filter(|core| !core.threads.is_empty())
             .collect();
 
         Ok(Self {
@@ -433,9 +443,10 @@ mod tests {
         assert_eq!(host.shared_pool.to_string(), "1-3,5-7");
         assert_eq!(host.vcpu_capacity(), 24);
         assert_eq!(host.memory_capacity_mib, 23_040);
-        // Reserved threads are left out of their cores.
+        // Core 0 (CPUs 0 and 4) is wholly reserved and left out.
         assert_eq!(host.cores.len(), 3);
         assert!(host.cores.iter().all(|core| core.threads.len() == 2));
+        assert!(host.cores.iter().all(|core| core.hardware_threads == 2));
     }
 
     #[test]

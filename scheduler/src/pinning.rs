@@ -8,8 +8,8 @@
 //!    nodes with the most free CPUs first;
 //! 2. within a node, whole cores (every sibling thread free) taken
 //!    together while the request still needs a whole core;
-//! 3. then leftover threads of cores already partly dedicated, so that
-//!    whole cores stay whole;
+//! 3. then leftover threads of cores already partly taken, by a dedicated
+//!    VM or by the host OS's reserved CPUs, so that whole cores stay whole;
 //! 4. then, only if needed, threads of a whole core.
 //!
 //! Cores are visited in `(node, package, core)` order and threads in id
@@ -27,8 +27,9 @@ struct FreeCore<'a> {
 }
 
 impl FreeCore<'_> {
+    /// Every hardware thread free: no guest and no host OS thread on it.
     fn whole(&self) -> bool {
-        self.free.len() == self.core.threads.len()
+        self.free.len() == self.core.hardware_threads
     }
 }
 
@@ -155,6 +156,16 @@ mod tests {
         dedicate(&mut h, &first);
         // CPU 8 is CPU 0's sibling: take it rather than break core 1.
         assert_eq!(choose_dedicated(&h, 1).unwrap().to_string(), "8");
+    }
+
+    #[test]
+    fn threads_beside_reserved_cpus_count_as_leftovers() {
+        let spec = HostSpec::new("h", uniform_cpus(1, 4, 2), 65_536)
+            .with_reserved(CpuSet::parse("0").unwrap(), 0);
+        let h = HostState::new(spec, &SchedulerConfig::default()).unwrap();
+        assert_eq!(choose_dedicated(&h, 2).unwrap().to_string(), "1,5");
+        assert_eq!(choose_dedicated(&h, 1).unwrap().to_string(), "4");
+        assert_eq!(choose_dedicated(&h, 3).unwrap().to_string(), "1,4-5");
     }
 
     #[test]
