@@ -16,8 +16,10 @@
 //! batch starts from the same fill.
 //!
 //! Environment: `SCHEDULER_BENCH_HOSTS` (comma-separated host counts,
-//! default `100,1000,10000`) and `SCHEDULER_BENCH_SECS` (timed seconds per
-//! case, default 1). Run without `--bench` (as `cargo test --benches`
+//! default `100,1000,10000`), `SCHEDULER_BENCH_SECS` (timed seconds per
+//! case, default 1) and `SCHEDULER_BENCH_SHAPES=cpu` for a CPU-bound
+//! workload (4, 8 and 12 vCPUs with 1 GiB per 4 vCPUs: `fill=0.8` is then
+//! 25.6 allocations per host). Run without `--bench` (as `cargo test --benches`
 //! does), it does a short smoke run at 100 hosts instead.
 
 use std::time::{Duration, Instant};
@@ -27,11 +29,36 @@ use scheduler::{HostSpec, PlacementRequest, Policy, Scheduler, SchedulerConfig, 
 const HOST_MEMORY_MIB: u64 = 256 * 1024;
 const RESERVED_MIB: u64 = 6 * 1024;
 const USABLE_MIB: u64 = HOST_MEMORY_MIB - RESERVED_MIB;
-const SHAPES: [(u32, u64); 3] = [(2, 10 * 1024), (4, 20 * 1024), (8, 30 * 1024)];
-const MEAN_MIB: u64 = 20 * 1024;
+/// Memory-bound requests (the default workload): mean 20 GiB, 8 % of a host.
+const MEMORY_SHAPES: [(u32, u64); 3] = [(2, 10 * 1024), (4, 20 * 1024), (8, 30 * 1024)];
+/// CPU-bound requests (`SCHEDULER_BENCH_SHAPES=cpu`): mean 8 vCPUs, 1/32 of
+/// a host's 256 shared vCPUs, and only 2 GiB.
+const CPU_SHAPES: [(u32, u64); 3] = [(4, 1024), (8, 2 * 1024), (12, 3 * 1024)];
 
-fn shape(i: usize) -> (u32, u64) {
-    SHAPES[i % SHAPES.len()]
+#[derive(Clone, Copy)]
+struct Workload {
+    shapes: &'static [(u32, u64); 3],
+    /// Mean requests that fill one empty host.
+    per_host: f64,
+}
+
+impl Workload {
+    fn from_env() -> Self {
+        match std::env::var("SCHEDULER_BENCH_SHAPES").as_deref() {
+            Ok("cpu") => Self {
+                shapes: &CPU_SHAPES,
+                per_host: 256.0 / 8.0,
+            },
+            _ => Self {
+                shapes: &MEMORY_SHAPES,
+                per_host: USABLE_MIB as f64 / (20.0 * 1024.0),
+            },
+        }
+    }
+
+    fn shape(&self, i: usize) -> (u32, u64) {
+        self.shapes[i % self.shapes.len()]
+    }
 }
 
 fn fleet(hosts: usize, policy: Policy) -> Scheduler {
@@ -54,10 +81,10 @@ fn fleet(hosts: usize, policy: Policy) -> Scheduler {
     scheduler
 }
 
-fn fill(scheduler: &Scheduler, hosts: usize, fill: f64) -> usize {
-    let target = (fill * (hosts as u64 * USABLE_MIB) as f64 / MEAN_MIB as f64).round() as usize;
+fn fill(scheduler: &Scheduler, workload: Workload, hosts: usize, fill: f64) -> usize {
+    let target = (fill * hosts as f64 * workload.per_host).round() as usize;
     for i in 0..target {
-        let (vcpus, memory) = shape(i);
+        let (vcpus, memory) = workload.shape(i);
         let request = PlacementRequest::new(format!("fill-{i}"), vcpus, memory);
         if let Err(err) = scheduler.place(&request) {
             panic!("fill placement {i} of {target} failed: {err}");
@@ -67,11 +94,11 @@ fn fill(scheduler: &Scheduler, hosts: usize, fill: f64) -> usize {
 }
 
 /// Timed placements per second, in batches released between rounds.
-fn measure(scheduler: &Scheduler, hosts: usize, budget: Duration) -> f64 {
+fn measure(scheduler: &Scheduler, workload: Workload, hosts: usize, budget: Duration) -> f64 {
     let batch_len = hosts.min(1_000);
     let batch: Vec<PlacementRequest> = (0..batch_len)
         .map(|i| {
-            let (vcpus, memory) = shape(i);
+            let (vcpus, memory) = workload.shape(i);
             PlacementRequest::new(format!("bench-{i}"), vcpus, memory)
         })
         .collect();
@@ -108,13 +135,14 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(if full { 1.0 } else { 0.05 });
     let budget = Duration::from_secs_f64(secs);
+    let workload = Workload::from_env();
 
     for &hosts in &host_counts {
         for fill_ratio in [0.0, 0.8] {
             for policy in Policy::ALL {
                 let scheduler = fleet(hosts, policy);
-                let existing = fill(&scheduler, hosts, fill_ratio);
-                let rate = measure(&scheduler, hosts, budget);
+                let existing = fill(&scheduler, workload, hosts, fill_ratio);
+                let rate = measure(&scheduler, workload, hosts, budget);
                 debug_assert_eq!(scheduler.allocation_count(), existing);
                 println!(
                     "hosts={hosts} policy={policy} fill={fill_ratio:.1} placements_per_sec={rate:.0}"

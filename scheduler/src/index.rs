@@ -1,43 +1,56 @@
-//! The capacity index: hosts kept in ordered sets by what they have free,
-//! so the best host for a request is found in `O(log n)`.
+//! The capacity index: hosts ordered by the weighers' ranking, weighed by
+//! free CPUs, so the best host for a request is found in `O(log n)`.
 //!
-//! Two `BTreeSet`s hold one key per host:
+//! Two augmented treaps ([`crate::maxtree`]) hold one key per host:
 //!
-//! - spread: `(Reverse(free memory), Reverse(free vCPUs), host id)`, whose
-//!   first element is the least allocated host;
-//! - pack: `(free memory, free vCPUs, host id)`, in which a range seek to
-//!   `(requested memory, 0, "")` lands on the most allocated host that has
+//! - spread: `(Reverse(free memory), Reverse(free vCPUs), host id)`: the
+//!   first host is the least allocated;
+//! - pack: `(free memory, free vCPUs, host id)`: a seek to
+//!   `(requested memory, 0, "")` lands on the most allocated host with
 //!   enough memory (best fit), skipping every fuller host at once.
 //!
-//! Both orders are exactly the weighers' ranking ([`crate::weigher`]), so
-//! walking a set from its start (spread) or from the seek point (pack)
-//! visits hosts best first, and the first host that passes the filters is
-//! the answer. A claim or a release moves one host: one removal and one
-//! insertion per set, `O(log n)` each.
+//! Both orders are exactly the weighers' ranking ([`crate::weigher`]). Each
+//! host is weighed by its free shared vCPUs and its free dedicated CPUs,
+//! and every subtree keeps the maximum of each, so a walk skips whole
+//! subtrees of hosts that lack the CPUs. The first host such a walk shows
+//! is therefore the best host with enough memory, vCPUs and dedicated
+//! CPUs: for a shared request without labels or server group that is the
+//! answer, found in `O(log n)` whichever resource binds. A claim or a
+//! release moves one host: one removal and one insertion per treap,
+//! `O(log n)` each.
 //!
-//! In the common case (no labels, no server group, hosts not starved of
-//! vCPUs while having memory) the first host visited passes, so a placement
-//! costs `O(log n)`. Walks are longer only when hosts that rank well fail
-//! another filter: a label that few hosts carry, anti-affinity members, or
-//! a CPU-bound host with memory to spare. The walk stops as soon as free
-//! memory drops below the request, and a request nobody can take falls
-//! back to a full scan that explains every host.
+//! Requests with labels, a server group or dedicated CPUs take the same
+//! walk but check each host it shows against the full filters, so their
+//! cost also grows with the number of well-ranked hosts those filters
+//! reject (hosts outside a rare label, anti-affinity members). A request
+//! that no host can take falls back to a full scan that explains every
+//! host.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
-use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::weigher::{Free, Policy};
+use crate::maxtree::{MaxTree, Visit};
+use crate::weigher::Policy;
 
 type SpreadKey = (Reverse<u64>, Reverse<u64>, Arc<str>);
 type PackKey = (u64, u64, Arc<str>);
 
+/// What a host has free, as the index sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Room {
+    /// Memory, MiB.
+    pub(crate) memory_mib: u64,
+    /// Shared vCPUs.
+    pub(crate) vcpus: u64,
+    /// Host CPUs free for dedicated use (the shared pool's size).
+    pub(crate) pool_cpus: u64,
+}
+
 /// Hosts ordered by free capacity, once per policy.
 #[derive(Debug, Clone)]
 pub(crate) struct CapacityIndex {
-    spread: BTreeSet<SpreadKey>,
-    pack: BTreeSet<PackKey>,
+    spread: MaxTree<SpreadKey>,
+    pack: MaxTree<PackKey>,
     /// The smallest host id, `""`, for range seeks.
     lowest: Arc<str>,
 }
@@ -45,8 +58,8 @@ pub(crate) struct CapacityIndex {
 impl Default for CapacityIndex {
     fn default() -> Self {
         Self {
-            spread: BTreeSet::new(),
-            pack: BTreeSet::new(),
+            spread: MaxTree::default(),
+            pack: MaxTree::default(),
             lowest: Arc::from(""),
         }
     }
@@ -54,26 +67,30 @@ impl Default for CapacityIndex {
 
 impl CapacityIndex {
     /// Adds `host` with its free resources.
-    pub(crate) fn insert(&mut self, host: &Arc<str>, free: Free) {
-        self.spread.insert((
-            Reverse(free.memory_mib),
-            Reverse(free.vcpus),
-            Arc::clone(host),
-        ));
+    pub(crate) fn insert(&mut self, host: &Arc<str>, room: Room) {
+        let weight = [room.vcpus, room.pool_cpus];
+        self.spread.insert(
+            (
+                Reverse(room.memory_mib),
+                Reverse(room.vcpus),
+                Arc::clone(host),
+            ),
+            weight,
+        );
         self.pack
-            .insert((free.memory_mib, free.vcpus, Arc::clone(host)));
+            .insert((room.memory_mib, room.vcpus, Arc::clone(host)), weight);
     }
 
-    /// Removes `host`, which must have been inserted with `free`.
-    pub(crate) fn remove(&mut self, host: &Arc<str>, free: Free) {
+    /// Removes `host`, which must have been inserted with `room`.
+    pub(crate) fn remove(&mut self, host: &Arc<str>, room: Room) {
         let removed_spread = self.spread.remove(&(
-            Reverse(free.memory_mib),
-            Reverse(free.vcpus),
+            Reverse(room.memory_mib),
+            Reverse(room.vcpus),
             Arc::clone(host),
         ));
         let removed_pack = self
             .pack
-            .remove(&(free.memory_mib, free.vcpus, Arc::clone(host)));
+            .remove(&(room.memory_mib, room.vcpus, Arc::clone(host)));
         debug_assert!(
             removed_spread && removed_pack,
             "index out of sync for {host}"
@@ -86,42 +103,41 @@ impl CapacityIndex {
         self.pack.len()
     }
 
-    /// Visits hosts with at least `min_memory_mib` free, best first for
-    /// `policy`, and returns the first one `accept` takes.
+    /// Shows `accept` the hosts with at least `need` free, best first for
+    /// `policy`, and returns the first one it takes.
     pub(crate) fn find(
         &self,
         policy: Policy,
-        min_memory_mib: u64,
-        mut accept: impl FnMut(&Arc<str>, Free) -> bool,
+        need: Room,
+        mut accept: impl FnMut(&Arc<str>) -> bool,
     ) -> Option<Arc<str>> {
+        let min = [need.vcpus, need.pool_cpus];
+        let pick = |host: &Arc<str>| {
+            if accept(host) {
+                Visit::Take
+            } else {
+                Visit::Next
+            }
+        };
         match policy {
-            Policy::Spread => self
-                .spread
-                .iter()
-                .take_while(|(memory, _, _)| memory.0 >= min_memory_mib)
-                .find(|(memory, vcpus, host)| {
-                    accept(
-                        host,
-                        Free {
-                            memory_mib: memory.0,
-                            vcpus: vcpus.0,
-                        },
-                    )
-                })
-                .map(|(_, _, host)| Arc::clone(host)),
-            Policy::Pack => {
-                let start = (min_memory_mib, 0, Arc::clone(&self.lowest));
-                self.pack
-                    .range((Bound::Included(start), Bound::Unbounded))
-                    .find(|(memory_mib, vcpus, host)| {
-                        accept(
-                            host,
-                            Free {
-                                memory_mib: *memory_mib,
-                                vcpus: *vcpus,
-                            },
-                        )
+            Policy::Spread => {
+                let mut pick = pick;
+                self.spread
+                    .walk(None, min, |(memory, _, host)| {
+                        // Memory only decreases from here on.
+                        if memory.0 < need.memory_mib {
+                            Visit::Stop
+                        } else {
+                            pick(host)
+                        }
                     })
+                    .map(|(_, _, host)| Arc::clone(host))
+            }
+            Policy::Pack => {
+                let mut pick = pick;
+                let start = (need.memory_mib, 0, Arc::clone(&self.lowest));
+                self.pack
+                    .walk(Some(&start), min, |(_, _, host)| pick(host))
                     .map(|(_, _, host)| Arc::clone(host))
             }
         }
@@ -132,52 +148,74 @@ impl CapacityIndex {
 mod tests {
     use super::*;
 
-    fn free(memory_mib: u64, vcpus: u64) -> Free {
-        Free { memory_mib, vcpus }
+    fn room(memory_mib: u64, vcpus: u64) -> Room {
+        Room {
+            memory_mib,
+            vcpus,
+            pool_cpus: vcpus / 4,
+        }
+    }
+
+    fn need(memory_mib: u64, vcpus: u64) -> Room {
+        Room {
+            memory_mib,
+            vcpus,
+            pool_cpus: 0,
+        }
     }
 
     fn index() -> CapacityIndex {
         let mut index = CapacityIndex::default();
-        index.insert(&Arc::from("a"), free(100, 8));
-        index.insert(&Arc::from("b"), free(300, 2));
-        index.insert(&Arc::from("c"), free(200, 8));
-        index.insert(&Arc::from("d"), free(200, 8));
+        index.insert(&Arc::from("a"), room(100, 8));
+        index.insert(&Arc::from("b"), room(300, 2));
+        index.insert(&Arc::from("c"), room(200, 8));
+        index.insert(&Arc::from("d"), room(200, 8));
         index
+    }
+
+    fn visits(index: &CapacityIndex, policy: Policy, need: Room) -> Vec<String> {
+        let mut seen = Vec::new();
+        index.find(policy, need, |host| {
+            seen.push(host.to_string());
+            false
+        });
+        seen
     }
 
     #[test]
     fn spread_visits_most_free_first() {
         let index = index();
-        let mut seen = Vec::new();
-        let found = index.find(Policy::Spread, 150, |host, _| {
-            seen.push(host.to_string());
-            false
-        });
-        assert_eq!(found, None);
-        assert_eq!(seen, ["b", "c", "d"]);
+        assert_eq!(
+            visits(&index, Policy::Spread, need(150, 0)),
+            ["b", "c", "d"]
+        );
+        // Hosts without the vCPUs are never shown.
+        assert_eq!(visits(&index, Policy::Spread, need(150, 4)), ["c", "d"]);
     }
 
     #[test]
     fn pack_seeks_to_the_tightest_fit() {
         let index = index();
-        let mut seen = Vec::new();
-        index.find(Policy::Pack, 150, |host, _| {
-            seen.push(host.to_string());
-            false
-        });
-        assert_eq!(seen, ["c", "d", "b"]);
-        let found = index.find(Policy::Pack, 150, |_, f| f.vcpus >= 4);
+        assert_eq!(visits(&index, Policy::Pack, need(150, 0)), ["c", "d", "b"]);
+        assert_eq!(visits(&index, Policy::Pack, need(50, 4)), ["a", "c", "d"]);
+        let found = index.find(Policy::Pack, need(150, 4), |_| true);
         assert_eq!(found.as_deref(), Some("c"));
+        let dedicated = Room {
+            memory_mib: 0,
+            vcpus: 0,
+            pool_cpus: 2,
+        };
+        assert_eq!(visits(&index, Policy::Pack, dedicated), ["a", "c", "d"]);
     }
 
     #[test]
     fn remove_then_insert_moves_a_host() {
         let mut index = index();
         let c: Arc<str> = Arc::from("c");
-        index.remove(&c, free(200, 8));
-        index.insert(&c, free(50, 8));
+        index.remove(&c, room(200, 8));
+        index.insert(&c, room(50, 8));
         assert_eq!(index.len(), 4);
-        let found = index.find(Policy::Pack, 0, |_, _| true);
+        let found = index.find(Policy::Pack, need(0, 0), |_| true);
         assert_eq!(found.as_deref(), Some("c"));
     }
 }

@@ -15,7 +15,8 @@
 //! | `request` | [`PlacementRequest`], [`Placement`], [`Allocation`], CPU and group policies |
 //! | `filter` | the filters and their [`RejectionReason`]s |
 //! | `weigher` | [`Policy`] (spread, pack) and the deterministic ranking |
-//! | `index` | ordered sets of hosts by free capacity: `O(log n)` placement |
+//! | `index` | hosts ordered by the weighers' ranking, weighed by free CPUs: `O(log n)` placement |
+//! | `maxtree` | the augmented treap under the index (ordered set with subtree maxima) |
 //! | `pinning` | choice of dedicated host CPUs (whole cores, one NUMA node) |
 //! | `group` | server-group membership per host |
 //! | `placement` | [`Scheduler`]: atomic place, release, restore; errors |
@@ -44,6 +45,7 @@ mod filter;
 mod group;
 mod host;
 mod index;
+mod maxtree;
 mod pinning;
 mod placement;
 mod request;

@@ -12,6 +12,7 @@ use crate::filter::{self, HostRejection};
 use crate::group::GroupState;
 use crate::host::{HostError, HostSpec, HostState, HostStatus};
 use crate::index::CapacityIndex;
+use crate::index::Room;
 use crate::pinning::choose_dedicated;
 use crate::request::{
     Allocation, CpuPolicy, GroupPolicy, Placement, PlacementRequest, RequestError,
@@ -174,6 +175,14 @@ struct State {
     groups: HashMap<String, GroupState>,
 }
 
+fn room_of(host: &HostState) -> Room {
+    Room {
+        memory_mib: host.free_memory_mib(),
+        vcpus: host.free_vcpus(),
+        pool_cpus: host.shared_pool.len() as u64,
+    }
+}
+
 fn free_of(host: &HostState) -> Free {
     Free {
         memory_mib: host.free_memory_mib(),
@@ -250,7 +259,7 @@ impl Scheduler {
         }
         let host = HostState::new(spec, &state.config)?;
         let name = Arc::clone(&host.name);
-        state.index.insert(&name, free_of(&host));
+        state.index.insert(&name, room_of(&host));
         state.hosts.insert(name, host);
         Ok(())
     }
@@ -270,8 +279,8 @@ impl Scheduler {
             });
         }
         let name = Arc::clone(&host.name);
-        let free = free_of(host);
-        state.index.remove(&name, free);
+        let room = room_of(host);
+        state.index.remove(&name, room);
         let status = state.hosts.remove(id).map(|host| host.status());
         status.ok_or_else(|| HostError::Unknown(id.to_owned()))
     }
@@ -353,6 +362,18 @@ impl Scheduler {
                 .is_some_and(|h| filter::passes(h, request, group))
         };
 
+        let need = match request.cpu_policy {
+            CpuPolicy::Shared => Room {
+                memory_mib: request.memory_mib,
+                vcpus: u64::from(request.vcpus),
+                pool_cpus: 0,
+            },
+            CpuPolicy::Dedicated => Room {
+                memory_mib: request.memory_mib,
+                vcpus: 0,
+                pool_cpus: u64::from(request.vcpus),
+            },
+        };
         let chosen = if let Some(home) = group.and_then(GroupState::affinity_host) {
             // Affinity with live members: only their host can take it.
             accept_host(home).then(|| Arc::clone(home))
@@ -360,15 +381,11 @@ impl Scheduler {
             && group.is_none()
             && request.cpu_policy == CpuPolicy::Shared
         {
-            // Common case: the index key holds everything the filters need.
-            let vcpus = u64::from(request.vcpus);
-            state
-                .index
-                .find(policy, request.memory_mib, |_, free| free.vcpus >= vcpus)
+            // Common case: the index's walk already guarantees memory and
+            // vCPUs, which is all the filters check, so its first host wins.
+            state.index.find(policy, need, |_| true)
         } else {
-            state
-                .index
-                .find(policy, request.memory_mib, |name, _| accept_host(name))
+            state.index.find(policy, need, accept_host)
         };
 
         let chosen = match chosen {
@@ -388,7 +405,7 @@ impl Scheduler {
         let state = &mut *state;
         let allocation = state.allocations.remove(id)?;
         if let Some(host) = state.hosts.get_mut(allocation.host.as_str()) {
-            state.index.remove(&host.name, free_of(host));
+            state.index.remove(&host.name, room_of(host));
             host.memory_used_mib -= allocation.memory_mib;
             match allocation.cpu_policy {
                 CpuPolicy::Shared => host.vcpus_used -= u64::from(allocation.vcpus),
@@ -400,7 +417,7 @@ impl Scheduler {
                 }
             }
             host.allocations -= 1;
-            state.index.insert(&host.name, free_of(host));
+            state.index.insert(&host.name, room_of(host));
         }
         if let Some(group) = &allocation.group
             && let Some(members) = state.groups.get_mut(&group.name)
@@ -576,7 +593,7 @@ fn claim(
         }
     };
 
-    state.index.remove(host_name, free_of(host));
+    state.index.remove(host_name, room_of(host));
     host.memory_used_mib += request.memory_mib;
     match request.cpu_policy {
         CpuPolicy::Shared => host.vcpus_used += u64::from(request.vcpus),
@@ -588,7 +605,7 @@ fn claim(
         }
     }
     host.allocations += 1;
-    state.index.insert(host_name, free_of(host));
+    state.index.insert(host_name, room_of(host));
 
     let allocation = Allocation {
         id: request.id.clone(),

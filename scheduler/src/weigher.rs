@@ -11,8 +11,8 @@
 //!   least free memory, then least free vCPUs, then the lowest host id.
 //!
 //! The ranking is a total order on `(free memory, free vCPUs, host id)`,
-//! which is what lets [`crate::index`] keep hosts in ordered sets and find
-//! the best one in `O(log n)`.
+//! which is what lets the index (`index.rs`) keep hosts in ordered trees
+//! and find the best one in `O(log n)`.
 
 use std::cmp::{Ordering, Reverse};
 use std::fmt;

@@ -228,7 +228,9 @@ proptest! {
         sizes in prop::collection::vec((1u32..=2, 1u64..=8), 1..40),
         same in any::<bool>(),
     ) {
-        let s = common::uniform_fleet(hosts, 1, 4, 2, 64 * 1024);
+        // 128 vCPUs and 128 GiB per host: memory binds, vCPUs never do
+        // (at most 80 vCPUs and 160 GiB are asked for in all).
+        let s = common::uniform_fleet(hosts, 2, 8, 2, 128 * 1024);
         let mut largest = 0;
         for (i, (vcpus, half_gib)) in sizes.iter().enumerate() {
             let (vcpus, memory) = if same { (1, 2048) } else { (*vcpus, half_gib * 512) };
@@ -311,6 +313,48 @@ proptest! {
             }
             if let Err(violation) = common::check_groups(&s.allocations()) {
                 prop_assert!(false, "{violation}");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The index's answer is the best host a brute-force scan would pick:
+    /// spread takes the most free memory, then vCPUs; pack the least that
+    /// fits; ties go to the lowest host id; no answer only if none fits.
+    #[test]
+    fn index_answer_is_the_best_fitting_host(
+        shapes in prop::collection::vec(host_shape(), 1..8),
+        ops in prop::collection::vec((1u32..=12, 1u64..=24, any::<bool>(), 0u8..4), 1..80),
+    ) {
+        let s = build(&shapes);
+        let mut live = Vec::new();
+        for (i, (vcpus, half_gib, pack, release)) in ops.iter().enumerate() {
+            if *release == 0 && !live.is_empty() {
+                let id: String = live.swap_remove(i % live.len());
+                prop_assert!(s.release(&id).is_some());
+                continue;
+            }
+            let policy = if *pack { Policy::Pack } else { Policy::Spread };
+            let req = PlacementRequest::new(format!("vm-{i}"), *vcpus, half_gib * 512).with_policy(policy);
+            let hosts = s.hosts();
+            let free = |h: &HostStatus| (h.memory_capacity_mib - h.memory_used_mib, h.vcpu_capacity - h.vcpus_used);
+            let fitting = hosts
+                .iter()
+                .filter(|h| free(h).0 >= req.memory_mib && free(h).1 >= u64::from(req.vcpus));
+            let expected = match policy {
+                Policy::Spread => fitting.min_by(|a, b| free(b).cmp(&free(a)).then(a.id.cmp(&b.id))),
+                Policy::Pack => fitting.min_by(|a, b| free(a).cmp(&free(b)).then(a.id.cmp(&b.id))),
+            };
+            match (s.place(&req), expected) {
+                (Ok(p), Some(h)) => {
+                    prop_assert_eq!(p.host(), h.id.as_str());
+                    live.push(p.allocation.id);
+                }
+                (Err(PlacementError::NoValidHost { .. }), None) => {}
+                (got, want) => prop_assert!(false, "got {got:?}, expected {want:?}"),
             }
         }
     }
