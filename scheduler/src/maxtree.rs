@@ -164,9 +164,15 @@ impl<K: Ord> MaxTree<K> {
 
     /// Inserts `key` with `weight`; replaces the weight if `key` is there.
     pub(crate) fn insert(&mut self, key: K, weight: [u64; WEIGHTS]) {
-        self.remove(&key);
         let root = self.root;
-        let (left, right) = self.split(root, &key, false);
+        let (left, rest) = self.split(root, &key, false);
+        let (old, right) = self.split(rest, &key, true);
+        if old == NIL {
+            self.len += 1;
+        } else {
+            // Keys are unique: `old` is a single node, replaced below.
+            self.vacant.push(old);
+        }
         let node = Node {
             key,
             weight,
@@ -187,7 +193,6 @@ impl<K: Ord> MaxTree<K> {
         };
         let joined = self.merge(left, at);
         self.root = self.merge(joined, right);
-        self.len += 1;
     }
 
     /// Removes `key`; returns whether it was present.
