@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cpuset::CpuSet;
+use crate::cpuset::{CpuSet, MAX_CPU_ID};
 use crate::host::{HostCpu, HostSpec, uniform_cpus};
 use crate::weigher::Policy;
 
@@ -89,6 +89,16 @@ pub enum ConfigError {
     /// A host gave both or neither of `topology` and `cpus`.
     #[error("host {0}: declare exactly one of `topology` or `cpus`")]
     Topology(String),
+    /// A topology with more CPUs than Linux can number.
+    #[error("host {host}: topology has {cpus} CPUs, more than {max}")]
+    TooManyCpus {
+        /// The host id.
+        host: String,
+        /// CPUs the topology would have.
+        cpus: u64,
+        /// The most accepted ([`crate::MAX_CPU_ID`] + 1).
+        max: u64,
+    },
 }
 
 impl SchedulerConfig {
@@ -153,7 +163,20 @@ impl HostConfig {
     /// Turns the declaration into a [`HostSpec`].
     pub fn to_spec(&self) -> Result<HostSpec, ConfigError> {
         let cpus = match (&self.topology, &self.cpus) {
-            (Some(t), None) => uniform_cpus(t.sockets, t.cores_per_socket, t.threads_per_core),
+            (Some(t), None) => {
+                let cpus = u64::from(t.sockets)
+                    * u64::from(t.cores_per_socket)
+                    * u64::from(t.threads_per_core);
+                let max = u64::from(MAX_CPU_ID) + 1;
+                if cpus > max {
+                    return Err(ConfigError::TooManyCpus {
+                        host: self.id.clone(),
+                        cpus,
+                        max,
+                    });
+                }
+                uniform_cpus(t.sockets, t.cores_per_socket, t.threads_per_core)
+            }
             (None, Some(cpus)) => cpus.clone(),
             _ => return Err(ConfigError::Topology(self.id.clone())),
         };
@@ -279,6 +302,16 @@ cpus = [
         let neither =
             FleetConfig::from_toml_str("[[hosts]]\nid = \"x\"\nmemory_mib = 1\n").unwrap();
         assert!(matches!(neither.host_specs(), Err(ConfigError::Topology(id)) if id == "x"));
+        let huge = "[[hosts]]\nid = \"x\"\nmemory_mib = 1\n\
+                    topology = { sockets = 4096, cores_per_socket = 4096, threads_per_core = 2 }\n";
+        let huge = FleetConfig::from_toml_str(huge).unwrap();
+        assert!(matches!(
+            huge.host_specs(),
+            Err(ConfigError::TooManyCpus {
+                cpus: 33_554_432,
+                ..
+            })
+        ));
         let bad_list = "[[hosts]]\nid = \"x\"\nmemory_mib = 1\nreserved_cpus = \"3-1\"\n";
         assert!(FleetConfig::from_toml_str(bad_list).is_err());
     }
