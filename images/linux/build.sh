@@ -2,6 +2,7 @@
 # Builds the minicloud `linux` guest image (called by `images/build linux`).
 #
 #   images/linux/build.sh          build (cached) into $MINICLOUD_IMAGES/linux/
+#   images/linux/build.sh --force  rebuild (make still reuses its objects)
 #   images/linux/build.sh deps     print the Debian packages the build needs
 #
 # Output, in ${MINICLOUD_IMAGES:-$HOME/.cache/minicloud/images}/linux/:
@@ -24,10 +25,19 @@ linux_deps() {
 	echo linux-source-6.1 xz-utils make gcc flex bison bc libelf-dev libssl-dev busybox-static e2fsprogs
 }
 
-if [[ ${1:-} == deps ]]; then
+force=0
+case ${1:-} in
+deps)
 	linux_deps
 	exit 0
-fi
+	;;
+-f | --force) force=1 ;;
+"") ;;
+*)
+	echo "usage: images/linux/build.sh [--force | deps]" >&2
+	exit 2
+	;;
+esac
 
 images=${MINICLOUD_IMAGES:-$HOME/.cache/minicloud/images}
 out=$images/linux
@@ -68,7 +78,7 @@ image_hash=$({
 	echo "e2fsprogs $(pkgver e2fsprogs) epoch $epoch"
 } | sha256sum | cut -d' ' -f1)
 
-if [[ -f $out/.stamp && $(cat "$out/.stamp") == "$image_hash" ]] &&
+if [[ $force == 0 && -f $out/.stamp && $(cat "$out/.stamp") == "$image_hash" ]] &&
 	(cd "$out" && sha256sum --quiet -c SHA256SUMS >/dev/null 2>&1); then
 	say "up to date in $out"
 	exit 0
@@ -84,7 +94,7 @@ export KBUILD_BUILD_TIMESTAMP="@$epoch" KBUILD_BUILD_USER=minicloud \
 KBUILD_BUILD_TIMESTAMP=$(LC_ALL=C date -u -d "@$epoch" '+%a %b %e %H:%M:%S UTC %Y')
 src=$work/src-$src_ver
 obj=$work/obj
-if [[ ! -f $work/kernel.stamp || $(cat "$work/kernel.stamp") != "$kernel_hash" || ! -f $obj/vmlinux ]]; then
+if [[ $force == 1 || ! -f $work/kernel.stamp || $(cat "$work/kernel.stamp") != "$kernel_hash" || ! -f $obj/vmlinux ]]; then
 	if [[ ! -f $src/Makefile ]]; then
 		say "unpacking $tarball ($src_ver)"
 		rm -rf "$src" "$work/src.tmp"
@@ -135,7 +145,16 @@ find "$stage" -exec touch -h -d "@$epoch" {} +
 rm -f "$out/rootfs.ext4.tmp"
 E2FSPROGS_FAKE_TIME=$epoch SOURCE_DATE_EPOCH=$epoch mkfs.ext4 -q -F -L minicloud-root \
 	-U "$rootfs_uuid" -E "root_owner=0:0,hash_seed=$rootfs_uuid" \
-	-d "$stage" "$out/rootfs.ext4.tmp" "$rootfs_size"
+	-d "$stage" "$out/rootfs.ext4.tmp" "$rootfs_size" >"$work/mkfs.log" 2>&1 ||
+	{ cat "$work/mkfs.log" >&2; die "mkfs.ext4 failed"; }
+# mkfs.ext4 -d copies each file's ctime, which cannot be set on the staging
+# files: set every inode's ctime to the epoch so that the image is reproducible.
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | sed -e "s#^\.\(.*\)#sif \1 ctime @$epoch#") >"$work/ctime.cmds"
+echo "sif / ctime @$epoch" >>"$work/ctime.cmds"
+E2FSPROGS_FAKE_TIME=$epoch debugfs -w -f "$work/ctime.cmds" "$out/rootfs.ext4.tmp" >/dev/null 2>"$work/debugfs.log" ||
+	{ cat "$work/debugfs.log" >&2; die "debugfs failed"; }
+
+e2fsck -fn "$out/rootfs.ext4.tmp" >"$work/fsck.log" 2>&1 || { cat "$work/fsck.log" >&2; die "e2fsck finds errors in rootfs.ext4"; }
 
 # --- install -------------------------------------------------------------------
 cp "$obj/vmlinux" "$out/kernel.tmp"
