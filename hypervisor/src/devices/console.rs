@@ -63,7 +63,10 @@ impl ConsoleOut {
         }
         self.line.push(byte);
         if self.line.ends_with(PANIC_END_MARK) {
-            let reason = self.panic_reason();
+            let reason = self
+                .exit
+                .panic_note()
+                .unwrap_or_else(|| self.panic_reason());
             self.exit.note_panic(reason.clone());
             // Linux prints this line last; with panic=0 it would hang
             // forever, so the VM ends here.
@@ -88,7 +91,7 @@ impl Write for ConsoleOut {
         // A console that cannot be written must not stop the guest.
         let _ = self.primary.write_all(buf);
         if let Ok(mut clients) = self.clients.lock() {
-            clients.retain_mut(|c| match c.write(buf) {
+            clients.retain(|c| match send_nonblocking(c, buf) {
                 Ok(_) => true,
                 Err(e) => e.kind() == io::ErrorKind::WouldBlock,
             });
@@ -99,6 +102,28 @@ impl Write for ConsoleOut {
     fn flush(&mut self) -> io::Result<()> {
         let _ = self.primary.flush();
         Ok(())
+    }
+}
+
+/// Sends without blocking (a slow console client loses output rather than
+/// stalling the vCPU; the log keeps everything). `O_NONBLOCK` cannot be used
+/// because it would also make the client's reader thread non-blocking.
+fn send_nonblocking(stream: &UnixStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is owned by `stream` and open for the whole call; `buf`
+    // is valid for `buf.len()` bytes.
+    let n = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -149,7 +174,6 @@ fn serve_socket(
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         if let Ok(writer) = conn.try_clone() {
-            let _ = writer.set_nonblocking(true);
             if let Ok(mut c) = clients.lock() {
                 c.push(writer);
             }

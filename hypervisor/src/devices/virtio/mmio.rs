@@ -276,3 +276,92 @@ impl MmioTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::block::Block;
+    use vm_memory::GuestAddress;
+    use vmm_sys_util::eventfd::EventFd;
+
+    fn transport() -> MmioTransport {
+        let mem = GuestMem::from_ranges(&[(GuestAddress(0), 0x10_0000)]).expect("mem");
+        let file = tempfile::tempfile().expect("tmp");
+        file.set_len(4096).expect("len");
+        let dev = Block::new(file, false, None).expect("blk");
+        let irq = Arc::new(IrqLine::new(EventFd::new(0).expect("evt")));
+        MmioTransport::new(Box::new(dev), mem, irq)
+    }
+
+    fn rd(t: &mut MmioTransport, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn wr(t: &mut MmioTransport, off: u64, v: u32) {
+        t.write(off, &v.to_le_bytes());
+    }
+
+    #[test]
+    fn identifies_as_a_modern_block_device() {
+        let mut t = transport();
+        assert_eq!(rd(&mut t, reg::MAGIC), MAGIC);
+        assert_eq!(rd(&mut t, reg::VERSION), 2);
+        assert_eq!(rd(&mut t, reg::DEVICE_ID), 2);
+        wr(&mut t, reg::DEVICE_FEATURES_SEL, 1);
+        assert_eq!(rd(&mut t, reg::DEVICE_FEATURES) & 1, 1, "VERSION_1 offered");
+        assert_eq!(rd(&mut t, reg::QUEUE_NUM_MAX), 256);
+        let mut cap = [0u8; 8];
+        t.read(reg::CONFIG, &mut cap);
+        assert_eq!(u64::from_le_bytes(cap), 8);
+    }
+
+    #[test]
+    fn features_without_version_1_are_refused() {
+        let mut t = transport();
+        wr(&mut t, reg::STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+        wr(&mut t, reg::DRIVER_FEATURES_SEL, 0);
+        wr(&mut t, reg::DRIVER_FEATURES, 0);
+        wr(
+            &mut t,
+            reg::STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
+        assert_eq!(rd(&mut t, reg::STATUS) & STATUS_FEATURES_OK, 0);
+    }
+
+    #[test]
+    fn driver_ok_with_a_queue_outside_memory_fails_the_device() {
+        let mut t = transport();
+        wr(&mut t, reg::STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+        wr(&mut t, reg::DRIVER_FEATURES_SEL, 1);
+        wr(&mut t, reg::DRIVER_FEATURES, 1);
+        let s = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK;
+        wr(&mut t, reg::STATUS, s);
+        assert_ne!(rd(&mut t, reg::STATUS) & STATUS_FEATURES_OK, 0);
+        wr(&mut t, reg::QUEUE_SEL, 0);
+        wr(&mut t, reg::QUEUE_NUM, 16);
+        wr(&mut t, reg::QUEUE_DESC_LOW, 0xffff_0000);
+        wr(&mut t, reg::QUEUE_DESC_HIGH, 0x10);
+        wr(&mut t, reg::QUEUE_READY, 1);
+        wr(&mut t, reg::STATUS, s | STATUS_DRIVER_OK);
+        assert_ne!(rd(&mut t, reg::STATUS) & STATUS_FAILED, 0);
+        // A notify on a failed device does nothing (and does not crash).
+        wr(&mut t, reg::QUEUE_NOTIFY, 0);
+        wr(&mut t, reg::QUEUE_NOTIFY, 99);
+        // Reset clears everything.
+        wr(&mut t, reg::STATUS, 0);
+        assert_eq!(rd(&mut t, reg::STATUS), 0);
+    }
+
+    #[test]
+    fn odd_sized_accesses_are_harmless() {
+        let mut t = transport();
+        let mut b = [0xffu8; 2];
+        t.read(reg::MAGIC, &mut b);
+        assert_eq!(b, [0, 0]);
+        t.write(reg::STATUS, &[1, 2]);
+        assert_eq!(rd(&mut t, reg::STATUS), 0);
+    }
+}
