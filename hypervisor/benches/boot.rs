@@ -7,7 +7,7 @@
 //! 10 and 20 VMs launched at once.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ struct Timing {
     exit: Duration,
 }
 
-fn one_boot(kernel: &PathBuf, vcpus: u32) -> Timing {
+fn one_boot(kernel: &Path, vcpus: u32) -> Timing {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_minicloud-vmm"))
         .args([
@@ -98,7 +98,7 @@ fn stats(mut v: Vec<Duration>) -> String {
 }
 
 /// Peak RSS of an idle VM at its prompt, and the part that is guest memory.
-fn rss(kernel: &PathBuf) {
+fn rss(kernel: &Path) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_minicloud-vmm"))
         .args([
             "--kernel",
@@ -144,15 +144,15 @@ fn rss(kernel: &PathBuf) {
                 .parse()
                 .unwrap_or(0);
             in_guest = kb == 128 * 1024;
-        } else if let Some(r) = line.strip_prefix("Rss:") {
-            if in_guest {
-                guest_rss += r
-                    .trim()
-                    .trim_end_matches(" kB")
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0);
-            }
+        } else if let Some(r) = line.strip_prefix("Rss:")
+            && in_guest
+        {
+            guest_rss += r
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
         }
     }
     let _ = child.kill();
@@ -166,11 +166,11 @@ fn rss(kernel: &PathBuf) {
     );
 }
 
-fn concurrent(kernel: &PathBuf, n: usize) {
+fn concurrent(kernel: &Path, n: usize) {
     let start = Instant::now();
     let handles: Vec<_> = (0..n)
         .map(|_| {
-            let k = kernel.clone();
+            let k = kernel.to_path_buf();
             std::thread::spawn(move || one_boot(&k, 1))
         })
         .collect();

@@ -74,9 +74,14 @@ pub struct VmConfig {
     /// Serial console.
     #[serde(default)]
     pub console: ConsoleConfig,
-    /// Host CPUs the vCPU threads are pinned to (e.g. "0-3,8").
+    /// Host CPUs the vCPU threads are pinned to (e.g. "0-3,8"): every vCPU
+    /// may run on any of them (a shared pool).
     #[serde(default)]
     pub cpu_affinity: Option<String>,
+    /// Dedicated pinning: vCPU i runs only on the i-th CPU of this list
+    /// (one CPU per vCPU, e.g. "4,5"). Overrides `cpu_affinity`.
+    #[serde(default)]
+    pub vcpu_cpus: Option<String>,
     /// Boot protocol.
     #[serde(default)]
     pub boot: BootProtocol,
@@ -213,6 +218,19 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
+/// Parses a CPU list keeping its order and repeats ("3,1" is vCPU 0 on
+/// CPU 3, vCPU 1 on CPU 1).
+pub fn parse_cpu_sequence(list: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        out.extend(parse_cpu_list(part)?);
+    }
+    if out.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    Ok(out)
+}
+
 /// Total RAM of this host in MiB, from /proc/meminfo.
 pub fn host_memory_mib() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -252,13 +270,13 @@ impl VmConfig {
         if self.memory_mib < MIN_MEMORY_MIB {
             return Err(ConfigError::MemoryTooSmall(self.memory_mib));
         }
-        if let Some(host) = host_memory_mib() {
-            if self.memory_mib > host {
-                return Err(ConfigError::MemoryTooLarge {
-                    requested: self.memory_mib,
-                    host,
-                });
-            }
+        if let Some(host) = host_memory_mib()
+            && self.memory_mib > host
+        {
+            return Err(ConfigError::MemoryTooLarge {
+                requested: self.memory_mib,
+                host,
+            });
         }
         for d in &self.disks {
             let f = std::fs::OpenOptions::new()
@@ -279,16 +297,30 @@ impl VmConfig {
             if len < 512 {
                 return Err(ConfigError::DiskTooSmall(d.path.clone()));
             }
-            if let Some(id) = &d.id {
-                if id.len() > 20 {
-                    return Err(ConfigError::DiskId(id.clone()));
-                }
+            if let Some(id) = &d.id
+                && id.len() > 20
+            {
+                return Err(ConfigError::DiskId(id.clone()));
             }
         }
         if self.cmdline.contains('\0') {
             return Err(ConfigError::Cmdline("contains a NUL byte".into()));
         }
-        if let Some(list) = &self.cpu_affinity {
+        if let Some(list) = &self.vcpu_cpus {
+            let cpus =
+                parse_cpu_sequence(list).map_err(|e| ConfigError::CpuAffinity(list.clone(), e))?;
+            if cpus.len() != self.vcpus as usize {
+                return Err(ConfigError::CpuAffinity(
+                    list.clone(),
+                    format!(
+                        "{} CPUs for {} vCPUs: dedicated pinning needs one per vCPU",
+                        cpus.len(),
+                        self.vcpus
+                    ),
+                ));
+            }
+        }
+        for list in self.cpu_affinity.iter().chain(self.vcpu_cpus.iter()) {
             let cpus =
                 parse_cpu_list(list).map_err(|e| ConfigError::CpuAffinity(list.clone(), e))?;
             let online = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -355,6 +387,7 @@ mod tests {
             disks: vec![],
             console: ConsoleConfig::default(),
             cpu_affinity: None,
+            vcpu_cpus: None,
             boot: BootProtocol::Linux64,
         };
         assert!(matches!(c.validate(), Err(ConfigError::Vcpus(0))));

@@ -95,11 +95,11 @@ impl ExitSignal {
             },
             other => other,
         };
-        if let Ok(mut slot) = self.exit.lock() {
-            if slot.is_none() {
-                *slot = Some(exit);
-                self.cond.notify_all();
-            }
+        if let Ok(mut slot) = self.exit.lock()
+            && slot.is_none()
+        {
+            *slot = Some(exit);
+            self.cond.notify_all();
         }
     }
 

@@ -47,9 +47,12 @@ struct Args {
     /// Serve the console on this Unix socket too.
     #[arg(long)]
     console_sock: Option<PathBuf>,
-    /// Pin vCPU threads to these host CPUs (e.g. 0-3,8).
+    /// Pin vCPU threads to these host CPUs, as a shared pool (e.g. 0-3,8).
     #[arg(long)]
     cpu_affinity: Option<String>,
+    /// Pin vCPU i to the i-th CPU of this list (dedicated; one per vCPU).
+    #[arg(long)]
+    vcpu_cpus: Option<String>,
     /// Boot protocol for ELF kernels.
     #[arg(long, value_enum, default_value = "linux64")]
     boot: BootArg,
@@ -86,6 +89,7 @@ fn config_from(args: &Args) -> anyhow::Result<VmConfig> {
             stdin: None,
         },
         cpu_affinity: args.cpu_affinity.clone(),
+        vcpu_cpus: args.vcpu_cpus.clone(),
         boot: match args.boot {
             BootArg::Linux64 => BootProtocol::Linux64,
             BootArg::Pvh => BootProtocol::Pvh,

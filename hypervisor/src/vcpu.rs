@@ -53,14 +53,14 @@ pub fn pin_current_thread(cpus: &[usize]) -> std::io::Result<()> {
 
 /// Runs `vcpu` until the VM ends (or this vCPU hits something fatal).
 pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
-    if let Some(cpus) = &ctx.affinity {
-        if let Err(e) = pin_current_thread(cpus) {
-            ctx.exit.report(VmExit::VmmError(format!(
-                "pinning vCPU {} to CPUs {cpus:?}: {e}",
-                ctx.id
-            )));
-            return;
-        }
+    if let Some(cpus) = &ctx.affinity
+        && let Err(e) = pin_current_thread(cpus)
+    {
+        ctx.exit.report(VmExit::VmmError(format!(
+            "pinning vCPU {} to CPUs {cpus:?}: {e}",
+            ctx.id
+        )));
+        return;
     }
     loop {
         let step = match vcpu.run() {

@@ -25,7 +25,7 @@ use crate::arch::layout::{
 };
 use crate::arch::regs::{EntryMode, RegsError};
 use crate::arch::{cpuid, mptable, paging, regs};
-use crate::config::{BootProtocol, ConfigError, VmConfig, parse_cpu_list};
+use crate::config::{BootProtocol, ConfigError, VmConfig, parse_cpu_list, parse_cpu_sequence};
 use crate::devices::MmioBus;
 use crate::devices::console::{self, COM1_IRQ, IrqTrigger};
 use crate::devices::legacy::PioBus;
@@ -103,7 +103,7 @@ pub struct Vm {
     pio: Arc<PioBus>,
     mmio: Arc<MmioBus>,
     exit: Arc<ExitSignal>,
-    affinity: Option<Vec<usize>>,
+    affinity: Vec<Option<Vec<usize>>>,
     _mem: GuestMemoryMmap,
 }
 
@@ -148,11 +148,17 @@ impl Vm {
         let entry = load_guest(&mem, config, mem_size, &virtio_args)?;
 
         let vcpus = create_vcpus(&kvm, &vm, &mem, config.vcpus, entry)?;
-        let affinity = match &config.cpu_affinity {
-            Some(list) => {
-                Some(parse_cpu_list(list).map_err(|e| ConfigError::CpuAffinity(list.clone(), e))?)
-            }
-            None => None,
+        let parse = |list: &String| {
+            parse_cpu_list(list).map_err(|e| ConfigError::CpuAffinity(list.clone(), e))
+        };
+        let affinity: Vec<Option<Vec<usize>>> = match (&config.vcpu_cpus, &config.cpu_affinity) {
+            (Some(list), _) => parse_cpu_sequence(list)
+                .map_err(|e| ConfigError::CpuAffinity(list.clone(), e))?
+                .into_iter()
+                .map(|c| Some(vec![c]))
+                .collect(),
+            (None, Some(list)) => vec![Some(parse(list)?); config.vcpus as usize],
+            (None, None) => vec![None; config.vcpus as usize],
         };
         Ok(Vm {
             _kvm: kvm,
@@ -174,7 +180,7 @@ impl Vm {
                 pio: self.pio.clone(),
                 mmio: self.mmio.clone(),
                 exit: self.exit.clone(),
-                affinity: self.affinity.clone(),
+                affinity: self.affinity.get(id).cloned().flatten(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))

@@ -173,10 +173,10 @@ fn serve_socket(
 ) {
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
-        if let Ok(writer) = conn.try_clone() {
-            if let Ok(mut c) = clients.lock() {
-                c.push(writer);
-            }
+        if let Ok(writer) = conn.try_clone()
+            && let Ok(mut c) = clients.lock()
+        {
+            c.push(writer);
         }
         let s = serial.clone();
         let e = exit.clone();

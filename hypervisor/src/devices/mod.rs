@@ -40,10 +40,10 @@ impl MmioBus {
 
     /// A guest MMIO write; unclaimed addresses ignore it.
     pub fn write(&self, addr: u64, data: &[u8]) {
-        if let Some((off, dev)) = self.find(addr) {
-            if let Ok(mut d) = dev.lock() {
-                d.write(off, data);
-            }
+        if let Some((off, dev)) = self.find(addr)
+            && let Ok(mut d) = dev.lock()
+        {
+            d.write(off, data);
         }
     }
 }

@@ -189,6 +189,11 @@ impl Interactive {
         }
     }
 
+    /// The VMM's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Types a line on the console.
     pub fn send(&mut self, line: &str) {
         self.stdin.write_all(line.as_bytes()).expect("write");

@@ -235,7 +235,7 @@ impl Block {
 
     fn check_range(&self, sector: u64, len: usize) -> Result<u64, RequestError> {
         let bad = || RequestError::Range { sector, len };
-        if len as u64 % SECTOR_SIZE != 0 {
+        if !(len as u64).is_multiple_of(SECTOR_SIZE) {
             return Err(bad());
         }
         let end = sector

@@ -171,27 +171,24 @@ impl MmioTransport {
         match offset {
             reg::DEVICE_FEATURES_SEL => self.device_features_sel = v,
             reg::DRIVER_FEATURES_SEL => self.driver_features_sel = v,
-            reg::DRIVER_FEATURES => {
-                if self.status & STATUS_FEATURES_OK == 0 {
-                    match self.driver_features_sel {
-                        0 => {
-                            self.driver_features =
-                                (self.driver_features & !0xffff_ffff) | u64::from(v)
-                        }
-                        1 => {
-                            self.driver_features =
-                                (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
-                        }
-                        _ => {}
+            reg::DRIVER_FEATURES if self.status & STATUS_FEATURES_OK == 0 => {
+                match self.driver_features_sel {
+                    0 => {
+                        self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v)
                     }
+                    1 => {
+                        self.driver_features =
+                            (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
+                    }
+                    _ => {}
                 }
             }
             reg::QUEUE_SEL => self.queue_sel = v,
             reg::QUEUE_NUM => {
-                if let Some(q) = self.selected_queue() {
-                    if let Ok(size) = u16::try_from(v) {
-                        q.set_size(size);
-                    }
+                if let Some(q) = self.selected_queue()
+                    && let Ok(size) = u16::try_from(v)
+                {
+                    q.set_size(size);
                 }
             }
             reg::QUEUE_READY => {
