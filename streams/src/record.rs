@@ -89,7 +89,10 @@ pub struct Record {
 impl Record {
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.headers.iter().find(|h| h.name == name).map(|h| &h.value)
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| &h.value)
     }
 
     /// The record's size as counted against `max_bytes` and in metering.

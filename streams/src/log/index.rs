@@ -62,7 +62,8 @@ impl SegmentIndex {
         };
         let offset_file = open(&offset_path)?;
         let time_file = open(&time_path)?;
-        let ob = std::fs::read(&offset_path).ctx(|| format!("reading {}", offset_path.display()))?;
+        let ob =
+            std::fs::read(&offset_path).ctx(|| format!("reading {}", offset_path.display()))?;
         let tb = std::fs::read(&time_path).ctx(|| format!("reading {}", time_path.display()))?;
         let offsets = ob
             .chunks_exact(8)
@@ -100,13 +101,17 @@ impl SegmentIndex {
     /// Whether every entry is sorted and points inside a log of `log_size`
     /// bytes, and the index is not empty when the log is not.
     pub fn consistent_with(&self, log_size: u64) -> bool {
-        let offsets_ok = self.offsets.windows(2).all(|w| {
-            w[0].rel_offset < w[1].rel_offset && w[0].position < w[1].position
-        }) && self.offsets.iter().all(|e| u64::from(e.position) < log_size);
-        let times_ok = self
-            .times
+        let offsets_ok = self
+            .offsets
             .windows(2)
-            .all(|w| w[0].max_timestamp <= w[1].max_timestamp && w[0].rel_offset <= w[1].rel_offset);
+            .all(|w| w[0].rel_offset < w[1].rel_offset && w[0].position < w[1].position)
+            && self
+                .offsets
+                .iter()
+                .all(|e| u64::from(e.position) < log_size);
+        let times_ok = self.times.windows(2).all(|w| {
+            w[0].max_timestamp <= w[1].max_timestamp && w[0].rel_offset <= w[1].rel_offset
+        });
         offsets_ok && times_ok && (log_size == 0 || !self.offsets.is_empty())
     }
 
@@ -136,7 +141,11 @@ impl SegmentIndex {
 
     /// Appends a time entry if it raises the indexed maximum timestamp.
     pub fn push_time(&mut self, e: TimeEntry) -> Result<()> {
-        if self.times.last().is_some_and(|l| l.max_timestamp >= e.max_timestamp) {
+        if self
+            .times
+            .last()
+            .is_some_and(|l| l.max_timestamp >= e.max_timestamp)
+        {
             return Ok(());
         }
         let mut b = [0u8; 12];
@@ -153,7 +162,11 @@ impl SegmentIndex {
     /// `rel_offset` (0 when none is).
     pub fn position_for(&self, rel_offset: u32) -> u32 {
         let i = self.offsets.partition_point(|e| e.rel_offset <= rel_offset);
-        if i == 0 { 0 } else { self.offsets[i - 1].position }
+        if i == 0 {
+            0
+        } else {
+            self.offsets[i - 1].position
+        }
     }
 
     /// The relative offset from which to scan for the first record with a
@@ -161,7 +174,11 @@ impl SegmentIndex {
     /// timestamp is below `ts`.
     pub fn rel_offset_for_time(&self, ts: i64) -> u32 {
         let i = self.times.partition_point(|e| e.max_timestamp < ts);
-        if i == 0 { 0 } else { self.times[i - 1].rel_offset }
+        if i == 0 {
+            0
+        } else {
+            self.times[i - 1].rel_offset
+        }
     }
 
     /// Flushes both files to stable storage.
@@ -203,9 +220,16 @@ mod tests {
         {
             let mut idx = SegmentIndex::open(&log).expect("open");
             for (i, pos) in [(0u32, 0u32), (10, 4096), (20, 8192)] {
-                idx.push_offset(OffsetEntry { rel_offset: i, position: pos }).expect("push");
-                idx.push_time(TimeEntry { max_timestamp: 1000 + i64::from(i), rel_offset: i })
-                    .expect("push");
+                idx.push_offset(OffsetEntry {
+                    rel_offset: i,
+                    position: pos,
+                })
+                .expect("push");
+                idx.push_time(TimeEntry {
+                    max_timestamp: 1000 + i64::from(i),
+                    rel_offset: i,
+                })
+                .expect("push");
             }
             assert_eq!(idx.position_for(15), 4096);
             assert_eq!(idx.position_for(0), 0);

@@ -64,7 +64,13 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, repairing a torn tail of the
     /// last segment.
-    pub fn open(topic: &str, partition: u32, dir: &Path, config: LogConfig, now_ms: i64) -> Result<Self> {
+    pub fn open(
+        topic: &str,
+        partition: u32,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
         let mut bases: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
@@ -105,20 +111,32 @@ impl PartitionLog {
                 if seg.base_offset < prev.next_offset {
                     return Err(Error::Corrupt {
                         path,
-                        reason: format!("segment overlaps the previous one (ends at {})", prev.next_offset),
+                        reason: format!(
+                            "segment overlaps the previous one (ends at {})",
+                            prev.next_offset
+                        ),
                     });
                 }
             }
             for pb in report.producer_batches {
                 log.producers.insert(
                     pb.producer_id,
-                    ProducerState { seq: pb.seq, base_offset: pb.base_offset, count: pb.count },
+                    ProducerState {
+                        seq: pb.seq,
+                        base_offset: pb.base_offset,
+                        count: pb.count,
+                    },
                 );
             }
             log.segments.push(seg);
         }
         if log.segments.is_empty() {
-            log.segments.push(Segment::create(dir, 0, config.index_interval_bytes, now_ms)?);
+            log.segments.push(Segment::create(
+                dir,
+                0,
+                config.index_interval_bytes,
+                now_ms,
+            )?);
         }
         Ok(log)
     }
@@ -179,7 +197,11 @@ impl PartitionLog {
     ) -> Result<Appended> {
         let base = self.next_offset();
         if records.is_empty() {
-            return Ok(Appended { base_offset: base, count: 0, durability: self.durability() });
+            return Ok(Appended {
+                base_offset: base,
+                count: 0,
+                durability: self.durability(),
+            });
         }
         let cap: usize = records.iter().map(|r| r.encoded_len()).sum();
         let mut b = BatchBuilder::new(base, cap);
@@ -202,11 +224,19 @@ impl PartitionLog {
         if pid != 0 {
             self.producers.insert(
                 pid,
-                ProducerState { seq, base_offset: base, count: header.record_count },
+                ProducerState {
+                    seq,
+                    base_offset: base,
+                    count: header.record_count,
+                },
             );
         }
         let durability = self.after_write(now_ms)?;
-        Ok(Appended { base_offset: base, count: header.record_count, durability })
+        Ok(Appended {
+            base_offset: base,
+            count: header.record_count,
+            durability,
+        })
     }
 
     fn append_raw(&mut self, raw: &[u8], header: &BatchHeader, now_ms: i64) -> Result<()> {
@@ -282,7 +312,10 @@ impl PartitionLog {
         }
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        let start = self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+        let start = self
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
         for seg in &self.segments[start..] {
             if out.len() >= max_records || (bytes >= max_bytes && !out.is_empty()) {
                 break;
@@ -291,7 +324,11 @@ impl PartitionLog {
                 continue;
             }
             let budget = max_bytes.saturating_sub(bytes);
-            let budget = if out.is_empty() { budget.max(1) } else { budget };
+            let budget = if out.is_empty() {
+                budget.max(1)
+            } else {
+                budget
+            };
             if budget == 0 {
                 break;
             }
@@ -379,7 +416,11 @@ impl PartitionLog {
             let recs = seg.read_all()?;
             let keep: Vec<&Record> = recs
                 .iter()
-                .filter(|r| r.key.as_ref().is_none_or(|k| latest.get(k) == Some(&r.offset)))
+                .filter(|r| {
+                    r.key
+                        .as_ref()
+                        .is_none_or(|k| latest.get(k) == Some(&r.offset))
+                })
                 .collect();
             if keep.len() == recs.len() {
                 continue;
@@ -391,9 +432,18 @@ impl PartitionLog {
                 let base = keep[chunk_start].offset;
                 let mut b = BatchBuilder::new(base, 1 << 20);
                 let mut j = chunk_start;
-                while j < keep.len() && (b.size() < (1 << 20)) && keep[j].offset - base < u64::from(u32::MAX) {
+                while j < keep.len()
+                    && (b.size() < (1 << 20))
+                    && keep[j].offset - base < u64::from(u32::MAX)
+                {
                     let r = keep[j];
-                    b.push(r.offset, r.timestamp, r.key.as_deref(), r.value.as_deref(), &r.headers);
+                    b.push(
+                        r.offset,
+                        r.timestamp,
+                        r.key.as_deref(),
+                        r.value.as_deref(),
+                        &r.headers,
+                    );
                     j += 1;
                 }
                 batches.push(b.finish(0, 0));
@@ -408,7 +458,8 @@ impl PartitionLog {
             std::fs::rename(&tmp, &path).ctx(|| format!("replacing {}", path.display()))?;
             sync_dir(&self.dir)?;
             let now = crate::now_ms();
-            let (mut fresh, _) = Segment::open(&path, base, self.config.index_interval_bytes, true, now)?;
+            let (mut fresh, _) =
+                Segment::open(&path, base, self.config.index_interval_bytes, true, now)?;
             // Keep the offset range the segment covered, even when its last
             // records were compacted away.
             fresh.next_offset = old_next;
@@ -437,7 +488,11 @@ mod tests {
     use super::*;
 
     fn cfg() -> LogConfig {
-        LogConfig { segment_bytes: 4096, index_interval_bytes: 512, ..LogConfig::default() }
+        LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 512,
+            ..LogConfig::default()
+        }
     }
 
     fn rec(i: usize) -> ProduceRecord {
@@ -451,7 +506,9 @@ mod tests {
         for chunk in 0..50 {
             let recs: Vec<ProduceRecord> = (chunk * 20..chunk * 20 + 20).map(rec).collect();
             let refs: Vec<&ProduceRecord> = recs.iter().collect();
-            let a = log.append(&refs, 1000 + chunk as i64, None).expect("append");
+            let a = log
+                .append(&refs, 1000 + chunk as i64, None)
+                .expect("append");
             assert_eq!(a.base_offset, chunk as u64 * 20);
         }
         assert!(log.segment_count() > 3);
@@ -462,14 +519,21 @@ mod tests {
                 assert!(!got.is_empty());
                 for r in &got {
                     assert_eq!(r.offset, off);
-                    assert_eq!(r.value.as_deref(), Some(format!("value-{off:06}").as_bytes()));
+                    assert_eq!(
+                        r.value.as_deref(),
+                        Some(format!("value-{off:06}").as_bytes())
+                    );
                     off += 1;
                 }
             }
             assert!(log.read(1000, 10, 100).expect("read at end").is_empty());
             assert!(matches!(
                 log.read(1001, 10, 100),
-                Err(Error::OffsetOutOfRange { first: 0, next: 1000, .. })
+                Err(Error::OffsetOutOfRange {
+                    first: 0,
+                    next: 1000,
+                    ..
+                })
             ));
             assert_eq!(log.offset_for_time(1010).expect("time"), 200);
         };
@@ -495,7 +559,10 @@ mod tests {
     #[test]
     fn compaction_keeps_latest_per_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let c = LogConfig { cleanup: CleanupPolicy::Compact, ..cfg() };
+        let c = LogConfig {
+            cleanup: CleanupPolicy::Compact,
+            ..cfg()
+        };
         let mut log = PartitionLog::open("t", 0, dir.path(), c, 0).expect("open");
         for i in 0..500 {
             let r = rec(i);

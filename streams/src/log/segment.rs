@@ -140,7 +140,9 @@ impl Segment {
             seg.file
                 .read_exact_at(&mut hbuf, pos)
                 .ctx(|| format!("reading {}", path.display()))?;
-            let Some(h) = BatchHeader::parse(&hbuf) else { break };
+            let Some(h) = BatchHeader::parse(&hbuf) else {
+                break;
+            };
             if pos + h.total_len as u64 > file_len || h.base_offset < seg.next_offset {
                 break;
             }
@@ -161,8 +163,14 @@ impl Segment {
             if since_index >= index_interval {
                 let rel = (h.base_offset - base_offset) as u32;
                 entries.push((
-                    OffsetEntry { rel_offset: rel, position: pos as u32 },
-                    TimeEntry { max_timestamp: running_max, rel_offset: rel },
+                    OffsetEntry {
+                        rel_offset: rel,
+                        position: pos as u32,
+                    },
+                    TimeEntry {
+                        max_timestamp: running_max,
+                        rel_offset: rel,
+                    },
                 ));
                 since_index = 0;
             }
@@ -180,7 +188,11 @@ impl Segment {
             pos += h.total_len as u64;
         }
         seg.size = pos;
-        seg.bytes_since_index = if since_index == u64::MAX { u64::MAX } else { since_index };
+        seg.bytes_since_index = if since_index == u64::MAX {
+            u64::MAX
+        } else {
+            since_index
+        };
         if pos < file_len {
             if !verify_crc {
                 return Err(Error::Corrupt {
@@ -260,7 +272,9 @@ impl Segment {
         max_bytes: usize,
         out: &mut Vec<Record>,
     ) -> Result<usize> {
-        let rel = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
+        let rel = offset
+            .saturating_sub(self.base_offset)
+            .min(u64::from(u32::MAX)) as u32;
         let mut pos = u64::from(self.index.position_for(rel));
         let mut bytes = 0usize;
         let start_len = out.len();
@@ -270,7 +284,8 @@ impl Segment {
             self.file
                 .read_exact_at(&mut hbuf, pos)
                 .ctx(|| format!("reading {}", self.path.display()))?;
-            let h = BatchHeader::parse(&hbuf).ok_or_else(|| self.corrupt(pos, "bad batch header"))?;
+            let h =
+                BatchHeader::parse(&hbuf).ok_or_else(|| self.corrupt(pos, "bad batch header"))?;
             if h.last_offset() < offset {
                 pos += h.total_len as u64;
                 continue;
@@ -297,8 +312,8 @@ impl Segment {
                     .map_err(|e| self.corrupt(pos + at as u64, &e.to_string()))?;
                 at += h.total_len;
                 let mut keep = None;
-                for i in before..out.len() {
-                    let n = out[i].encoded_len();
+                for (i, r) in out.iter().enumerate().skip(before) {
+                    let n = r.encoded_len();
                     if i - start_len >= max_records || (bytes + n > max_bytes && i > start_len) {
                         keep = Some(i);
                         break;
@@ -331,7 +346,9 @@ impl Segment {
         loop {
             let mut recs = Vec::new();
             self.read(offset, 4096, usize::MAX, &mut recs)?;
-            let Some(last) = recs.last() else { return Ok(None) };
+            let Some(last) = recs.last() else {
+                return Ok(None);
+            };
             if let Some(r) = recs.iter().find(|r| r.timestamp >= ts) {
                 return Ok(Some(r.offset));
             }
@@ -370,7 +387,8 @@ impl Segment {
 pub fn write_segment_file(path: &Path, batches: &[Vec<u8>]) -> Result<()> {
     let mut f = File::create(path).ctx(|| format!("creating {}", path.display()))?;
     for b in batches {
-        f.write_all(b).ctx(|| format!("writing {}", path.display()))?;
+        f.write_all(b)
+            .ctx(|| format!("writing {}", path.display()))?;
     }
     f.sync_all().ctx(|| format!("syncing {}", path.display()))
 }
