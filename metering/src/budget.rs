@@ -37,17 +37,29 @@ pub struct BudgetEvent {
 
 /// Replaces the monthly thresholds of `project` (an empty list removes its
 /// budget). Thresholds must be positive.
-pub async fn set_budget(conn: &mut SqliteConnection, project: &str, thresholds: &[Money]) -> Result<()> {
+pub async fn set_budget(
+    conn: &mut SqliteConnection,
+    project: &str,
+    thresholds: &[Money],
+) -> Result<()> {
     if let Some(t) = thresholds.iter().find(|t| t.micros() <= 0) {
-        return Err(MeteringError::Invalid { name: "threshold", reason: format!("{t} is not positive") });
+        return Err(MeteringError::Invalid {
+            name: "threshold",
+            reason: format!("{t} is not positive"),
+        });
     }
-    sqlx::query("DELETE FROM metering_budgets WHERE project = ?1").bind(project).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM metering_budgets WHERE project = ?1")
+        .bind(project)
+        .execute(&mut *conn)
+        .await?;
     for t in thresholds {
-        sqlx::query("INSERT OR IGNORE INTO metering_budgets (project, threshold_micros) VALUES (?1, ?2)")
-            .bind(project)
-            .bind(t.micros())
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO metering_budgets (project, threshold_micros) VALUES (?1, ?2)",
+        )
+        .bind(project)
+        .bind(t.micros())
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -64,11 +76,16 @@ pub async fn budget(conn: &mut SqliteConnection, project: &str) -> Result<Vec<Mo
 
 /// Emits the crossings of the month containing `now`; returns the new
 /// events (none when nothing new was crossed).
-pub async fn check_budgets(pool: &SqlitePool, book: &PriceBook, now: UnixMillis) -> Result<Vec<BudgetEvent>> {
+pub async fn check_budgets(
+    pool: &SqlitePool,
+    book: &PriceBook,
+    now: UnixMillis,
+) -> Result<Vec<BudgetEvent>> {
     let month = Month::containing(now);
-    let projects: Vec<String> = sqlx::query_scalar("SELECT DISTINCT project FROM metering_budgets ORDER BY project")
-        .fetch_all(pool)
-        .await?;
+    let projects: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT project FROM metering_budgets ORDER BY project")
+            .fetch_all(pool)
+            .await?;
     let mut new = Vec::new();
     for project in projects {
         let accrued = month_invoice(pool, book, &project, month, now).await?.total;
@@ -104,7 +121,10 @@ pub async fn check_budgets(pool: &SqlitePool, book: &PriceBook, now: UnixMillis)
 }
 
 /// Emitted crossings, newest first, of one project or all.
-pub async fn budget_events(conn: &mut SqliteConnection, project: Option<&str>) -> Result<Vec<BudgetEvent>> {
+pub async fn budget_events(
+    conn: &mut SqliteConnection,
+    project: Option<&str>,
+) -> Result<Vec<BudgetEvent>> {
     let rows = sqlx::query(
         "SELECT event_id, project, month, threshold_micros, accrued_micros, currency, crossed_at \
          FROM metering_budget_events WHERE (?1 IS NULL OR project = ?1) ORDER BY event_id DESC",

@@ -110,14 +110,19 @@ pub fn parse_time(text: &str) -> Result<UnixMillis> {
         None => (s, None),
     };
     let mut parts = date.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad(text, "expected YYYY-MM-DD"));
     };
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
         return Err(bad(text, "expected YYYY-MM-DD"));
     }
-    let (y, m, d) = (i64::from(digits(y, text)?), digits(m, text)?, digits(d, text)?);
+    let (y, m, d) = (
+        i64::from(digits(y, text)?),
+        digits(m, text)?,
+        digits(d, text)?,
+    );
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return Err(bad(text, "no such date"));
     }
@@ -127,7 +132,9 @@ pub fn parse_time(text: &str) -> Result<UnixMillis> {
             (c, 0)
         } else if let Some(i) = rest.rfind(['+', '-']) {
             let off = &rest[i + 1..];
-            let (oh, om) = off.split_once(':').ok_or_else(|| bad(text, "offset must be ±HH:MM"))?;
+            let (oh, om) = off
+                .split_once(':')
+                .ok_or_else(|| bad(text, "offset must be ±HH:MM"))?;
             let mins = i64::from(digits(oh, text)?) * 60 + i64::from(digits(om, text)?);
             if mins >= 24 * 60 {
                 return Err(bad(text, "offset out of range"));
@@ -175,15 +182,23 @@ impl Month {
     /// The month `year`-`month` (1-12), if valid and within 1970..9999.
     pub fn new(year: i32, month: u32) -> Result<Self> {
         if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) {
-            return Err(MeteringError::InvalidTime(format!("no month {year}-{month}")));
+            return Err(MeteringError::InvalidTime(format!(
+                "no month {year}-{month}"
+            )));
         }
-        Ok(Month { year, month: month as u8 })
+        Ok(Month {
+            year,
+            month: month as u8,
+        })
     }
 
     /// The month containing `t`.
     pub fn containing(t: UnixMillis) -> Self {
         let (y, m, _) = civil_from_days(t.div_euclid(DAY_MS));
-        Month { year: y as i32, month: m as u8 }
+        Month {
+            year: y as i32,
+            month: m as u8,
+        }
     }
 
     /// The year.
@@ -209,18 +224,30 @@ impl Month {
     /// The following month.
     pub fn next(self) -> Self {
         if self.month == 12 {
-            Month { year: self.year + 1, month: 1 }
+            Month {
+                year: self.year + 1,
+                month: 1,
+            }
         } else {
-            Month { year: self.year, month: self.month + 1 }
+            Month {
+                year: self.year,
+                month: self.month + 1,
+            }
         }
     }
 
     /// The preceding month.
     pub fn prev(self) -> Self {
         if self.month == 1 {
-            Month { year: self.year - 1, month: 12 }
+            Month {
+                year: self.year - 1,
+                month: 12,
+            }
         } else {
-            Month { year: self.year, month: self.month - 1 }
+            Month {
+                year: self.year,
+                month: self.month - 1,
+            }
         }
     }
 }
@@ -278,7 +305,10 @@ mod tests {
         let feb: Month = "2024-02".parse().unwrap();
         assert_eq!(feb.end() - feb.start(), 29 * DAY_MS);
         assert_eq!(feb.start(), parse_time("2024-02-01").unwrap());
-        assert_eq!("2023-12".parse::<Month>().unwrap().next(), "2024-01".parse().unwrap());
+        assert_eq!(
+            "2023-12".parse::<Month>().unwrap().next(),
+            "2024-01".parse().unwrap()
+        );
         assert_eq!(Month::containing(feb.end() - 1), feb);
         assert_eq!(Month::containing(feb.end()), feb.next());
         assert_eq!(feb.prev().to_string(), "2024-01");
@@ -295,7 +325,15 @@ mod tests {
         assert_eq!(parse_time(&t.to_string()).unwrap(), t);
         assert_eq!(format_date(t), "2026-03-01");
         assert_eq!(day_floor(t), parse_time("2026-03-01").unwrap());
-        for bad in ["", "2026-02-30", "2026-3-01", "2026-03-01T25:00:00Z", "2026-03-01T10:00:00", "x", "-5"] {
+        for bad in [
+            "",
+            "2026-02-30",
+            "2026-3-01",
+            "2026-03-01T25:00:00Z",
+            "2026-03-01T10:00:00",
+            "x",
+            "-5",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
     }

@@ -26,19 +26,32 @@ pub fn sparkline(values: &[i64]) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
-const COLORS: [&str; 8] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+];
 
 /// A self-contained SVG: one stacked bar per day, one colour per meter,
 /// with the largest daily total on the axis and a legend.
 pub fn svg_chart(series: &CostSeries) -> String {
-    let (w, h, left, top, bottom, legend_w) = (720.0_f64, 300.0_f64, 70.0_f64, 30.0_f64, 40.0_f64, 200.0_f64);
+    let (w, h, left, top, bottom, legend_w) = (
+        720.0_f64, 300.0_f64, 70.0_f64, 30.0_f64, 40.0_f64, 200.0_f64,
+    );
     let plot_w = w - left - legend_w;
     let plot_h = h - top - bottom;
     let n = series.days.len().max(1);
-    let max_total = series.totals.iter().map(|m| m.micros()).max().unwrap_or(0).max(1);
+    let max_total = series
+        .totals
+        .iter()
+        .map(|m| m.micros())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let bar_w = plot_w / n as f64;
     let mut s = String::new();
     let _ = writeln!(
@@ -60,8 +73,18 @@ pub fn svg_chart(series: &CostSeries) -> String {
         left + plot_w
     );
     let max_label = crate::money::Money::from_micros(max_total).to_cents_string();
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{max_label}</text>"#, left - 4.0, top + 4.0);
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">0</text>"#, left - 4.0, top + plot_h);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">{max_label}</text>"#,
+        left - 4.0,
+        top + 4.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">0</text>"#,
+        left - 4.0,
+        top + plot_h
+    );
     for (i, day) in series.days.iter().enumerate() {
         let x = left + i as f64 * bar_w;
         let mut y = top + plot_h;
@@ -82,14 +105,29 @@ pub fn svg_chart(series: &CostSeries) -> String {
             }
         }
         if i == 0 || i + 1 == series.days.len() || (n > 10 && i % (n / 5).max(1) == 0) {
-            let _ = writeln!(s, r#"<text x="{x:.2}" y="{}">{}</text>"#, top + plot_h + 14.0, &day[5..]);
+            let _ = writeln!(
+                s,
+                r#"<text x="{x:.2}" y="{}">{}</text>"#,
+                top + plot_h + 14.0,
+                &day[5..]
+            );
         }
     }
     for (k, m) in series.meters.iter().enumerate() {
         let y = top + 14.0 * k as f64;
         let x = w - legend_w + 10.0;
-        let _ = writeln!(s, r#"<rect x="{x}" y="{y}" width="10" height="10" fill="{}"/>"#, COLORS[k % COLORS.len()]);
-        let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, x + 14.0, y + 9.0, xml_escape(&m.meter));
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="{y}" width="10" height="10" fill="{}"/>"#,
+            COLORS[k % COLORS.len()]
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}">{}</text>"#,
+            x + 14.0,
+            y + 9.0,
+            xml_escape(&m.meter)
+        );
     }
     s.push_str("</svg>\n");
     s
@@ -117,8 +155,14 @@ mod tests {
             currency: "USD".into(),
             days: vec!["2026-03-01".into(), "2026-03-02".into()],
             meters: vec![
-                MeterCosts { meter: "instance.vcpu".into(), costs: vec![Money::from_micros(10), Money::from_micros(30)] },
-                MeterCosts { meter: "instance.memory".into(), costs: vec![Money::from_micros(5), Money::ZERO] },
+                MeterCosts {
+                    meter: "instance.vcpu".into(),
+                    costs: vec![Money::from_micros(10), Money::from_micros(30)],
+                },
+                MeterCosts {
+                    meter: "instance.memory".into(),
+                    costs: vec![Money::from_micros(5), Money::ZERO],
+                },
             ],
             totals: vec![Money::from_micros(15), Money::from_micros(30)],
         };

@@ -57,20 +57,31 @@ fn check_id(event: &str, field: &'static str, value: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(MeteringError::InvalidEvent { id: event.to_owned(), field, reason: reason.to_owned() })
+    Err(MeteringError::InvalidEvent {
+        id: event.to_owned(),
+        field,
+        reason: reason.to_owned(),
+    })
 }
 
 impl UsageEvent {
     /// Checks every field; returns the event's meter.
     pub fn validate(&self) -> Result<&'static MeterDef> {
-        let bad = |field, reason: String| MeteringError::InvalidEvent { id: self.id.clone(), field, reason };
+        let bad = |field, reason: String| MeteringError::InvalidEvent {
+            id: self.id.clone(),
+            field,
+            reason,
+        };
         check_id(&self.id, "id", &self.id)?;
         check_id(&self.id, "source", &self.source)?;
         check_id(&self.id, "project", &self.project)?;
         check_id(&self.id, "resource_id", &self.resource_id)?;
         check_id(&self.id, "resource_type", &self.resource_type)?;
         if self.source == RUN_SOURCE {
-            return Err(bad("source", format!("{RUN_SOURCE:?} is reserved for metering itself")));
+            return Err(bad(
+                "source",
+                format!("{RUN_SOURCE:?} is reserved for metering itself"),
+            ));
         }
         let m = meter::lookup(&self.meter).map_err(|e| bad("meter", e.to_string()))?;
         if m.resource_type != self.resource_type {
@@ -121,10 +132,16 @@ mod tests {
             ("project", Box::new(|e| e.project = "a\nb".into())),
             ("resource_id", Box::new(|e| e.resource_id = "x".repeat(300))),
             ("meter", Box::new(|e| e.meter = "bucket.gpu".into())),
-            ("resource_type", Box::new(|e| e.resource_type = "instance".into())),
+            (
+                "resource_type",
+                Box::new(|e| e.resource_type = "instance".into()),
+            ),
             ("quantity", Box::new(|e| e.quantity = -1)),
             ("timestamp", Box::new(|e| e.timestamp = -1)),
-            ("data", Box::new(|e| e.data = Some(serde_json::Value::String("x".repeat(20_000))))),
+            (
+                "data",
+                Box::new(|e| e.data = Some(serde_json::Value::String("x".repeat(20_000)))),
+            ),
         ];
         for (field, f) in cases {
             let mut e = sample();

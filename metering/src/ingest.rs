@@ -72,7 +72,10 @@ pub struct Ingestor {
 impl Ingestor {
     /// An ingestor writing through `pool`.
     pub fn new(pool: SqlitePool) -> Self {
-        Ingestor { pool, series: Mutex::new(HashMap::new()) }
+        Ingestor {
+            pool,
+            series: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The pool it writes through.

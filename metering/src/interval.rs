@@ -47,7 +47,10 @@ pub struct RunPolicy {
 
 impl Default for RunPolicy {
     fn default() -> Self {
-        RunPolicy { min_billed_ms: 60_000, granularity_ms: 1000 }
+        RunPolicy {
+            min_billed_ms: 60_000,
+            granularity_ms: 1000,
+        }
     }
 }
 
@@ -211,7 +214,10 @@ fn parse_rates(s: &str) -> Result<Vec<(String, i64)>> {
 
 fn from_row(row: &SqliteRow) -> Result<Run> {
     let state = RunState::parse(row.try_get("state")?)?;
-    let policy = RunPolicy { min_billed_ms: row.try_get("min_billed_ms")?, granularity_ms: row.try_get("granularity_ms")? };
+    let policy = RunPolicy {
+        min_billed_ms: row.try_get("min_billed_ms")?,
+        granularity_ms: row.try_get("granularity_ms")?,
+    };
     let running_ms: i64 = row.try_get("running_ms")?;
     Ok(Run {
         rec: RunRecord {
@@ -242,7 +248,10 @@ fn check_time(resource_id: &str, what: &str, t: UnixMillis) -> Result<()> {
     if (MIN_TIME..MAX_TIME).contains(&t) {
         Ok(())
     } else {
-        Err(MeteringError::Run { resource_id: resource_id.to_owned(), reason: format!("{what} {t} outside 1970..9999") })
+        Err(MeteringError::Run {
+            resource_id: resource_id.to_owned(),
+            reason: format!("{what} {t} outside 1970..9999"),
+        })
     }
 }
 
@@ -293,10 +302,13 @@ async fn insert_run(conn: &mut SqliteConnection, r: NewRun<'_>) -> Result<bool> 
     let to_json = |v: &Vec<(String, i64)>| {
         serde_json::to_string(v).map_err(|e| MeteringError::Corrupt(format!("rates: {e}")))
     };
+    // One statement: refuses (inserts nothing) when a run is open or the
+    // previous run ended after this start, so an error never leaves a row.
     let done = sqlx::query(
         "INSERT INTO metering_runs (project, resource_id, resource_type, started_at, state, state_since, \
              billed_through, min_billed_ms, granularity_ms, running_rates, paused_rates, vcpus, memory_mib) \
-         VALUES (?1, ?2, ?3, ?4, 'running', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         SELECT ?1, ?2, ?3, ?4, 'running', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
+         WHERE NOT EXISTS (SELECT 1 FROM metering_runs WHERE resource_id = ?2 AND ended_at > ?4) \
          ON CONFLICT (resource_id) WHERE ended_at IS NULL DO NOTHING",
     )
     .bind(r.project)
@@ -311,33 +323,38 @@ async fn insert_run(conn: &mut SqliteConnection, r: NewRun<'_>) -> Result<bool> 
     .bind(r.memory_mib)
     .execute(&mut *conn)
     .await?;
-    let conflict = |reason: String| MeteringError::Run { resource_id: r.resource_id.to_owned(), reason };
-    if done.rows_affected() == 0 {
-        let (project, started): (String, i64) = sqlx::query_as(
-            "SELECT project, started_at FROM metering_runs WHERE resource_id = ?1 AND ended_at IS NULL",
-        )
-        .bind(r.resource_id)
-        .fetch_one(&mut *conn)
-        .await?;
+    if done.rows_affected() == 1 {
+        return Ok(true);
+    }
+    let conflict = |reason: String| MeteringError::Run {
+        resource_id: r.resource_id.to_owned(),
+        reason,
+    };
+    let open: Option<(String, i64)> = sqlx::query_as(
+        "SELECT project, started_at FROM metering_runs WHERE resource_id = ?1 AND ended_at IS NULL",
+    )
+    .bind(r.resource_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((project, started)) = open {
         if project == r.project && started == r.started_at {
             return Ok(false); // the same open, replayed
         }
-        return Err(conflict(format!("a run is already open since {}", format_rfc3339(started))));
-    }
-    let overlap: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(ended_at) FROM metering_runs WHERE resource_id = ?1 AND ended_at IS NOT NULL",
-    )
-    .bind(r.resource_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    if let Some(end) = overlap.filter(|end| *end > r.started_at) {
         return Err(conflict(format!(
-            "starts at {} before its previous run ended at {}",
-            format_rfc3339(r.started_at),
-            format_rfc3339(end)
+            "a run is already open since {}",
+            format_rfc3339(started)
         )));
     }
-    Ok(true)
+    let end: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(ended_at) FROM metering_runs WHERE resource_id = ?1")
+            .bind(r.resource_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Err(conflict(format!(
+        "starts at {} before its previous run ended at {}",
+        format_rfc3339(r.started_at),
+        end.map(format_rfc3339).unwrap_or_default()
+    )))
 }
 
 /// Opens an instance run (call it in the transaction that records
@@ -354,7 +371,10 @@ pub async fn open_run(conn: &mut SqliteConnection, start: &RunStart) -> Result<b
     let mem = i64::try_from(start.memory_mib)
         .ok()
         .filter(|m| *m <= 1 << 40)
-        .ok_or_else(|| MeteringError::Run { resource_id: start.resource_id.clone(), reason: "memory_mib too large".into() })?;
+        .ok_or_else(|| MeteringError::Run {
+            resource_id: start.resource_id.clone(),
+            reason: "memory_mib too large".into(),
+        })?;
     let vcpus = i64::from(start.vcpus);
     insert_run(
         conn,
@@ -365,7 +385,10 @@ pub async fn open_run(conn: &mut SqliteConnection, start: &RunStart) -> Result<b
             started_at: start.started_at,
             policy: start.policy,
             running_rates: vec![(INSTANCE_VCPU.into(), vcpus), (INSTANCE_MEMORY.into(), mem)],
-            paused_rates: vec![(INSTANCE_PAUSED.into(), 1), (INSTANCE_PAUSED_MEMORY.into(), mem)],
+            paused_rates: vec![
+                (INSTANCE_PAUSED.into(), 1),
+                (INSTANCE_PAUSED_MEMORY.into(), mem),
+            ],
             vcpus: Some(vcpus),
             memory_mib: Some(mem),
         },
@@ -381,7 +404,10 @@ pub async fn open_gauge(conn: &mut SqliteConnection, start: &GaugeStart) -> Resu
     if !m.per_ms || start.amount <= 0 || start.amount > 1 << 40 {
         return Err(MeteringError::Run {
             resource_id: start.resource_id.clone(),
-            reason: format!("a gauge needs a duration meter and an amount in 1..2^40 (got {} {})", m.key, start.amount),
+            reason: format!(
+                "a gauge needs a duration meter and an amount in 1..2^40 (got {} {})",
+                m.key, start.amount
+            ),
         });
     }
     insert_run(
@@ -391,7 +417,10 @@ pub async fn open_gauge(conn: &mut SqliteConnection, start: &GaugeStart) -> Resu
             resource_id: &start.resource_id,
             resource_type: m.resource_type,
             started_at: start.started_at,
-            policy: RunPolicy { min_billed_ms: 0, granularity_ms: 1 },
+            policy: RunPolicy {
+                min_billed_ms: 0,
+                granularity_ms: 1,
+            },
             running_rates: vec![(m.key.into(), start.amount)],
             paused_rates: vec![],
             vcpus: None,
@@ -406,7 +435,10 @@ async fn load_open(conn: &mut SqliteConnection, resource_id: &str) -> Result<Opt
     let sql = format!(
         "UPDATE metering_runs SET next_row = next_row WHERE resource_id = ?1 AND ended_at IS NULL RETURNING {COLUMNS}"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(resource_id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(resource_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -418,11 +450,28 @@ async fn settle(conn: &mut SqliteConnection, run: &mut Run, to: UnixMillis) -> R
     if to == from {
         return Ok(());
     }
-    let (a, b, sign) = if to > from { (from, to, 1) } else { (to, from, -1) };
-    let rates = if run.rec.state == RunState::Running { &run.running_rates } else { &run.paused_rates };
+    let (a, b, sign) = if to > from {
+        (from, to, 1)
+    } else {
+        (to, from, -1)
+    };
+    let rates = if run.rec.state == RunState::Running {
+        &run.running_rates
+    } else {
+        &run.paused_rates
+    };
     let r = &run.rec;
-    let keys: Vec<store::Key<'_>> =
-        rates.iter().map(|(m, _)| (r.project.as_str(), r.resource_id.as_str(), r.resource_type.as_str(), m.as_str())).collect();
+    let keys: Vec<store::Key<'_>> = rates
+        .iter()
+        .map(|(m, _)| {
+            (
+                r.project.as_str(),
+                r.resource_id.as_str(),
+                r.resource_type.as_str(),
+                m.as_str(),
+            )
+        })
+        .collect();
     let ids = store::resolve_series(conn, &keys).await?;
     let pieces = day_pieces(a, b);
     let mut event_ids = Vec::with_capacity(pieces.len() * rates.len());
@@ -442,7 +491,9 @@ async fn settle(conn: &mut SqliteConnection, run: &mut Run, to: UnixMillis) -> R
                 ts_start: x,
                 ts_end: y,
                 rate: Some(rate),
-                quantity: rate.checked_mul(y - x).ok_or(MeteringError::Overflow("run row quantity"))?,
+                quantity: rate
+                    .checked_mul(y - x)
+                    .ok_or(MeteringError::Overflow("run row quantity"))?,
                 data: None,
             });
             n += 1;
@@ -479,10 +530,19 @@ async fn save(conn: &mut SqliteConnection, run: &Run) -> Result<()> {
     Ok(())
 }
 
-async fn transition(conn: &mut SqliteConnection, resource_id: &str, at: UnixMillis, from: RunState, to: RunState) -> Result<bool> {
+async fn transition(
+    conn: &mut SqliteConnection,
+    resource_id: &str,
+    at: UnixMillis,
+    from: RunState,
+    to: RunState,
+) -> Result<bool> {
     check_time(resource_id, "time", at)?;
     let Some(mut run) = load_open(conn, resource_id).await? else {
-        return Err(MeteringError::Run { resource_id: resource_id.to_owned(), reason: "no open run".into() });
+        return Err(MeteringError::Run {
+            resource_id: resource_id.to_owned(),
+            reason: "no open run".into(),
+        });
     };
     if run.rec.state != from {
         return Ok(false);
@@ -502,7 +562,11 @@ pub async fn pause(conn: &mut SqliteConnection, resource_id: &str, at: UnixMilli
 }
 
 /// The instance resumed at `at`. `false` if it was already running.
-pub async fn resume(conn: &mut SqliteConnection, resource_id: &str, at: UnixMillis) -> Result<bool> {
+pub async fn resume(
+    conn: &mut SqliteConnection,
+    resource_id: &str,
+    at: UnixMillis,
+) -> Result<bool> {
     transition(conn, resource_id, at, RunState::Paused, RunState::Running).await
 }
 
@@ -529,11 +593,19 @@ pub async fn close_run(
         let keys: Vec<store::Key<'_>> = run
             .running_rates
             .iter()
-            .map(|(m, _)| (r.project.as_str(), r.resource_id.as_str(), r.resource_type.as_str(), m.as_str()))
+            .map(|(m, _)| {
+                (
+                    r.project.as_str(),
+                    r.resource_id.as_str(),
+                    r.resource_type.as_str(),
+                    m.as_str(),
+                )
+            })
             .collect();
         let ids = store::resolve_series(conn, &keys).await?;
-        let event_ids: Vec<String> =
-            (0..keys.len() as i64).map(|i| format!("{}-{}", r.run_id, run.next_row + i)).collect();
+        let event_ids: Vec<String> = (0..keys.len() as i64)
+            .map(|i| format!("{}-{}", r.run_id, run.next_row + i))
+            .collect();
         let mut rows = Vec::new();
         for (((_, rate), id), eid) in run.running_rates.iter().zip(&ids).zip(&event_ids) {
             rows.push(NewRow {
@@ -543,7 +615,9 @@ pub async fn close_run(
                 ts_start: end,
                 ts_end: end,
                 rate: None,
-                quantity: rate.checked_mul(topup).ok_or(MeteringError::Overflow("run top-up"))?,
+                quantity: rate
+                    .checked_mul(topup)
+                    .ok_or(MeteringError::Overflow("run top-up"))?,
                 data: Some(r#"{"kind":"minimum"}"#.to_owned()),
             });
         }
@@ -563,15 +637,26 @@ pub async fn close_run(
 /// is gone with its real end time, leave the others open.
 pub async fn open_runs(conn: &mut SqliteConnection) -> Result<Vec<RunRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM metering_runs WHERE ended_at IS NULL ORDER BY run_id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await?;
-    rows.iter().map(|r| from_row(r).map(|run| run.rec)).collect()
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| from_row(r).map(|run| run.rec))
+        .collect()
 }
 
 /// Every run of a resource, oldest first.
 pub async fn runs(conn: &mut SqliteConnection, resource_id: &str) -> Result<Vec<RunRecord>> {
-    let sql = format!("SELECT {COLUMNS} FROM metering_runs WHERE resource_id = ?1 ORDER BY started_at, run_id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(resource_id).fetch_all(&mut *conn).await?;
-    rows.iter().map(|r| from_row(r).map(|run| run.rec)).collect()
+    let sql = format!(
+        "SELECT {COLUMNS} FROM metering_runs WHERE resource_id = ?1 ORDER BY started_at, run_id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(resource_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| from_row(r).map(|run| run.rec))
+        .collect()
 }
 
 /// Settles every open run up to `through` (a checkpoint: month close does
@@ -580,7 +665,10 @@ pub async fn settle_open_runs(conn: &mut SqliteConnection, through: UnixMillis) 
     let sql = format!(
         "UPDATE metering_runs SET next_row = next_row WHERE ended_at IS NULL AND billed_through < ?1 RETURNING {COLUMNS}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(through).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(through)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut runs = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
     for run in &mut runs {
         settle(conn, run, through).await?;
@@ -591,16 +679,28 @@ pub async fn settle_open_runs(conn: &mut SqliteConnection, through: UnixMillis) 
 
 /// The not yet settled part of open runs up to `until`, as virtual rows
 /// (nothing is written): what drafts and reports add for running VMs.
-pub(crate) async fn accrual(conn: &mut SqliteConnection, project: Option<&str>, until: UnixMillis) -> Result<Vec<RawRow>> {
+pub(crate) async fn accrual(
+    conn: &mut SqliteConnection,
+    project: Option<&str>,
+    until: UnixMillis,
+) -> Result<Vec<RawRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM metering_runs WHERE ended_at IS NULL AND billed_through < ?1 \
          AND (?2 IS NULL OR project = ?2)"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until).bind(project).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(until)
+        .bind(project)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::new();
     for row in &rows {
         let run = from_row(row)?;
-        let rates = if run.rec.state == RunState::Running { &run.running_rates } else { &run.paused_rates };
+        let rates = if run.rec.state == RunState::Running {
+            &run.running_rates
+        } else {
+            &run.paused_rates
+        };
         for (x, y) in day_pieces(run.rec.billed_through, until) {
             for (m, rate) in rates {
                 out.push(RawRow {
@@ -632,14 +732,20 @@ mod tests {
         assert_eq!(p.billed_ms(74_001), 75_000);
         assert_eq!(p.billed_ms(10_000), 60_000);
         assert_eq!(p.billed_ms(0), 60_000);
-        let exact = RunPolicy { min_billed_ms: 0, granularity_ms: 1 };
+        let exact = RunPolicy {
+            min_billed_ms: 0,
+            granularity_ms: 1,
+        };
         assert_eq!(exact.billed_ms(1234), 1234);
     }
 
     #[test]
     fn day_pieces_cut_at_midnight() {
         assert_eq!(day_pieces(5, 5), vec![]);
-        assert_eq!(day_pieces(DAY_MS - 10, DAY_MS + 10), vec![(DAY_MS - 10, DAY_MS), (DAY_MS, DAY_MS + 10)]);
+        assert_eq!(
+            day_pieces(DAY_MS - 10, DAY_MS + 10),
+            vec![(DAY_MS - 10, DAY_MS), (DAY_MS, DAY_MS + 10)]
+        );
         assert_eq!(day_pieces(0, 3 * DAY_MS).len(), 3);
     }
 }

@@ -151,7 +151,10 @@ impl Invoice {
         let mut s = String::from(
             "invoice,project,kind,resource_id,resource_type,meter,from,to,quantity,unit,unit_price,amount,currency\n",
         );
-        let id = self.id.map(|i| i.to_string()).unwrap_or_else(|| "draft".into());
+        let id = self
+            .id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "draft".into());
         for l in &self.lines {
             let _ = writeln!(
                 s,
@@ -170,20 +173,32 @@ impl Invoice {
                 self.currency
             );
         }
-        let _ = writeln!(s, "{id},{},total,,,,,,,,,{},{}", csv_field(&self.project), self.total, self.currency);
+        let _ = writeln!(
+            s,
+            "{id},{},total,,,,,,,,,{},{}",
+            csv_field(&self.project),
+            self.total,
+            self.currency
+        );
         s
     }
 }
 
 /// Prices pieces into lines, per project.
-fn price(book: &PriceBook, kind: LineKind, pieces: Pieces, out: &mut BTreeMap<String, Vec<LineItem>>) -> Result<()> {
+fn price(
+    book: &PriceBook,
+    kind: LineKind,
+    pieces: Pieces,
+    out: &mut BTreeMap<String, Vec<LineItem>>,
+) -> Result<()> {
     for ((series, from, to), q) in pieces {
         if q == 0 {
             continue;
         }
         let m = meter::lookup(&series.meter).map_err(|e| MeteringError::Corrupt(e.to_string()))?;
         let unit_price = book.price_at(&series.meter, from);
-        let quantity_base = i64::try_from(q).map_err(|_| MeteringError::Overflow("line quantity"))?;
+        let quantity_base =
+            i64::try_from(q).map_err(|_| MeteringError::Overflow("line quantity"))?;
         out.entry(series.project).or_default().push(LineItem {
             kind,
             resource_id: series.resource_id,
@@ -202,7 +217,9 @@ fn price(book: &PriceBook, kind: LineKind, pieces: Pieces, out: &mut BTreeMap<St
 }
 
 fn total(lines: &[LineItem]) -> Result<Money> {
-    lines.iter().try_fold(Money::ZERO, |t, l| t.checked_add(l.amount))
+    lines
+        .iter()
+        .try_fold(Money::ZERO, |t, l| t.checked_add(l.amount))
 }
 
 fn check_range(from: UnixMillis, to: UnixMillis) -> Result<()> {
@@ -228,7 +245,14 @@ pub async fn range_invoice(
 ) -> Result<Invoice> {
     check_range(from, to)?;
     let mut conn = pool.acquire().await?;
-    let scope = Scope { project: Some(project), from, to, seq_max: i64::MAX, by_day: false, accrue_until: Some(now) };
+    let scope = Scope {
+        project: Some(project),
+        from,
+        to,
+        seq_max: i64::MAX,
+        by_day: false,
+        accrue_until: Some(now),
+    };
     let pieces = usage::pieces(&mut conn, book, &scope).await?;
     let mut by_project = BTreeMap::new();
     price(book, LineKind::Usage, pieces, &mut by_project)?;
@@ -251,13 +275,21 @@ pub async fn range_invoice(
 /// closed, otherwise a draft (usage so far, running instances up to `now`,
 /// and — for the month right after the last closed one — the adjustments
 /// it will carry).
-pub async fn month_invoice(pool: &SqlitePool, book: &PriceBook, project: &str, month: Month, now: UnixMillis) -> Result<Invoice> {
+pub async fn month_invoice(
+    pool: &SqlitePool,
+    book: &PriceBook,
+    project: &str,
+    month: Month,
+    now: UnixMillis,
+) -> Result<Invoice> {
     let mut conn = pool.acquire().await?;
-    let stored: Option<i64> = sqlx::query_scalar("SELECT invoice_id FROM metering_invoices WHERE project = ?1 AND month = ?2")
-        .bind(project)
-        .bind(month.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let stored: Option<i64> = sqlx::query_scalar(
+        "SELECT invoice_id FROM metering_invoices WHERE project = ?1 AND month = ?2",
+    )
+    .bind(project)
+    .bind(month.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
     if let Some(id) = stored {
         return load(&mut conn, id).await;
     }
@@ -273,9 +305,15 @@ pub async fn month_invoice(pool: &SqlitePool, book: &PriceBook, project: &str, m
             by_day: false,
             accrue_until: Some(now),
         };
-        price(book, LineKind::Usage, usage::pieces(&mut conn, book, &scope).await?, &mut by_project)?;
+        price(
+            book,
+            LineKind::Usage,
+            usage::pieces(&mut conn, book, &scope).await?,
+            &mut by_project,
+        )?;
         if st.closed_through == Some(month.start()) {
-            let late = usage::late_pieces(&mut conn, book, Some(project), st.close_seq, i64::MAX).await?;
+            let late =
+                usage::late_pieces(&mut conn, book, Some(project), st.close_seq, i64::MAX).await?;
             price(book, LineKind::Adjustment, late, &mut by_project)?;
         }
     }
@@ -287,7 +325,11 @@ pub async fn month_invoice(pool: &SqlitePool, book: &PriceBook, project: &str, m
         from: month.start(),
         to: month.end(),
         // A closed month without a stored invoice had no usage.
-        status: if closed { InvoiceStatus::Closed } else { InvoiceStatus::Draft },
+        status: if closed {
+            InvoiceStatus::Closed
+        } else {
+            InvoiceStatus::Draft
+        },
         currency: book.currency().to_owned(),
         closed_at: None,
         total: total(&lines)?,
@@ -296,16 +338,27 @@ pub async fn month_invoice(pool: &SqlitePool, book: &PriceBook, project: &str, m
 }
 
 fn close_err(month: Month, reason: String) -> MeteringError {
-    MeteringError::Close { month: month.to_string(), reason }
+    MeteringError::Close {
+        month: month.to_string(),
+        reason,
+    }
 }
 
 /// Closes `month` for every project: settles open runs through its end and
 /// stores the invoices (immutable from then on). `now` must be at or after
 /// the month's end; months close in order, the first one being the month
 /// of the earliest usage.
-pub async fn close_month(pool: &SqlitePool, book: &PriceBook, month: Month, now: UnixMillis) -> Result<CloseSummary> {
+pub async fn close_month(
+    pool: &SqlitePool,
+    book: &PriceBook,
+    month: Month,
+    now: UnixMillis,
+) -> Result<CloseSummary> {
     if now < month.end() {
-        return Err(close_err(month, format!("it is not over until {}", format_rfc3339(month.end()))));
+        return Err(close_err(
+            month,
+            format!("it is not over until {}", format_rfc3339(month.end())),
+        ));
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let st = store::state(&mut tx).await?;
@@ -313,18 +366,25 @@ pub async fn close_month(pool: &SqlitePool, book: &PriceBook, month: Month, now:
         Some(c) if c == month.start() => {}
         Some(c) if c >= month.end() => return Err(close_err(month, "already closed".into())),
         Some(c) => {
-            return Err(close_err(month, format!("the next month to close is {}", Month::containing(c))));
+            return Err(close_err(
+                month,
+                format!("the next month to close is {}", Month::containing(c)),
+            ));
         }
         None => {
-            let open_from: Option<i64> =
-                sqlx::query_scalar("SELECT MIN(billed_through) FROM metering_runs WHERE ended_at IS NULL")
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let open_from: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(billed_through) FROM metering_runs WHERE ended_at IS NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             let earliest = [st.first_ts, open_from].into_iter().flatten().min();
             if let Some(e) = earliest.filter(|e| *e < month.start()) {
                 return Err(close_err(
                     month,
-                    format!("usage exists from {}: close that month first", Month::containing(e)),
+                    format!(
+                        "usage exists from {}: close that month first",
+                        Month::containing(e)
+                    ),
                 ));
             }
         }
@@ -340,13 +400,25 @@ pub async fn close_month(pool: &SqlitePool, book: &PriceBook, month: Month, now:
         accrue_until: None,
     };
     let mut by_project = BTreeMap::new();
-    price(book, LineKind::Usage, usage::pieces(&mut tx, book, &scope).await?, &mut by_project)?;
+    price(
+        book,
+        LineKind::Usage,
+        usage::pieces(&mut tx, book, &scope).await?,
+        &mut by_project,
+    )?;
     let late = usage::late_pieces(&mut tx, book, None, st.close_seq, seq_through).await?;
     price(book, LineKind::Adjustment, late, &mut by_project)?;
 
     let mut invoices = Vec::with_capacity(by_project.len());
     for (project, mut lines) in by_project {
-        lines.sort_by(|a, b| (a.kind, &a.resource_id, &a.meter, a.from).cmp(&(b.kind, &b.resource_id, &b.meter, b.from)));
+        lines.sort_by(|a, b| {
+            (a.kind, &a.resource_id, &a.meter, a.from).cmp(&(
+                b.kind,
+                &b.resource_id,
+                &b.meter,
+                b.from,
+            ))
+        });
         let id = store_invoice(&mut tx, book, &project, month, now, &lines).await?;
         invoices.push(id);
     }
@@ -366,7 +438,12 @@ pub async fn close_month(pool: &SqlitePool, book: &PriceBook, month: Month, now:
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(CloseSummary { month, invoices, runs_settled, seq_through })
+    Ok(CloseSummary {
+        month,
+        invoices,
+        runs_settled,
+        seq_through,
+    })
 }
 
 const LINE_CHUNK: usize = 64;
@@ -456,7 +533,10 @@ async fn load(conn: &mut SqliteConnection, id: i64) -> Result<Invoice> {
             to: r.try_get(5)?,
             quantity: format_quantity(i128::from(quantity_base), m.base_per_unit),
             quantity_base,
-            unit_price: r.try_get::<&str, _>(7)?.parse().map_err(|e| MeteringError::Corrupt(format!("{e}")))?,
+            unit_price: r
+                .try_get::<&str, _>(7)?
+                .parse()
+                .map_err(|e| MeteringError::Corrupt(format!("{e}")))?,
             amount: Money::from_micros(r.try_get(8)?),
         });
     }
@@ -482,7 +562,10 @@ pub async fn invoice(pool: &SqlitePool, id: i64) -> Result<Invoice> {
 }
 
 /// Stored invoices, newest month first, of one project or all.
-pub async fn list_invoices(pool: &SqlitePool, project: Option<&str>) -> Result<Vec<InvoiceSummary>> {
+pub async fn list_invoices(
+    pool: &SqlitePool,
+    project: Option<&str>,
+) -> Result<Vec<InvoiceSummary>> {
     let rows = sqlx::query(
         "SELECT invoice_id, project, month, period_start, period_end, currency, total_micros, closed_at \
          FROM metering_invoices WHERE (?1 IS NULL OR project = ?1) ORDER BY month DESC, project",
@@ -508,6 +591,8 @@ pub async fn list_invoices(pool: &SqlitePool, project: Option<&str>) -> Result<V
 
 /// Closed months, oldest first.
 pub async fn closed_months(pool: &SqlitePool) -> Result<Vec<Month>> {
-    let rows: Vec<String> = sqlx::query_scalar("SELECT month FROM metering_periods ORDER BY month").fetch_all(pool).await?;
+    let rows: Vec<String> = sqlx::query_scalar("SELECT month FROM metering_periods ORDER BY month")
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(|m| m.parse()).collect()
 }

@@ -66,21 +66,23 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use budget::{BudgetEvent, budget, budget_events, check_budgets, set_budget};
 pub use calendar::{Month, UnixMillis};
+pub use chart::{sparkline, svg_chart};
 pub use error::{MeteringError, Result};
 pub use event::UsageEvent;
 pub use ingest::{IngestStats, Ingestor, ingest, record};
 pub use interval::{
-    EndReason, GaugeStart, RunPolicy, RunRecord, RunStart, RunState, close_run, open_gauge, open_run, open_runs,
-    pause, resume, runs, settle_open_runs,
+    EndReason, GaugeStart, RunPolicy, RunRecord, RunStart, RunState, close_run, open_gauge,
+    open_run, open_runs, pause, resume, runs, settle_open_runs,
 };
 pub use invoice::{
-    CloseSummary, Invoice, InvoiceStatus, InvoiceSummary, LineItem, LineKind, close_month, closed_months, invoice,
-    list_invoices, month_invoice, range_invoice,
+    CloseSummary, Invoice, InvoiceStatus, InvoiceSummary, LineItem, LineKind, close_month,
+    closed_months, invoice, list_invoices, month_invoice, range_invoice,
 };
 pub use money::{Money, UnitPrice};
 pub use pricebook::PriceBook;
-pub use report::{CostSeries, GroupBy, MeterCosts, ReportRow, UsageReport, daily_costs, usage_report};
-pub use chart::{sparkline, svg_chart};
+pub use report::{
+    CostSeries, GroupBy, MeterCosts, ReportRow, UsageReport, daily_costs, usage_report,
+};
 
 /// Applies metering's migrations (versions 1000–1999). Other crates'
 /// applied migrations in the same `_sqlx_migrations` table are ignored.
@@ -102,7 +104,10 @@ pub async fn connect(path: impl AsRef<Path>, max_connections: u32) -> Result<Sql
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    Ok(SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(opts).await?)
+    Ok(SqlitePoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .connect_with(opts)
+        .await?)
 }
 
 /// Now, as unix milliseconds.

@@ -69,7 +69,10 @@ impl FromStr for Money {
     fn from_str(s: &str) -> Result<Self> {
         let d = Decimal::parse(s)?;
         if d.scale > 6 {
-            return Err(MeteringError::InvalidAmount(s.to_owned(), "more than 6 decimal places"));
+            return Err(MeteringError::InvalidAmount(
+                s.to_owned(),
+                "more than 6 decimal places",
+            ));
         }
         let micros = d
             .mantissa
@@ -88,7 +91,9 @@ impl Serialize for Money {
 
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -125,7 +130,10 @@ impl Decimal {
                 .filter(|m| *m < 10i128.pow(30))
                 .ok_or(bad("too many digits"))?;
         }
-        Ok(Decimal { mantissa: if neg { -mantissa } else { mantissa }, scale: frac.len() as u32 })
+        Ok(Decimal {
+            mantissa: if neg { -mantissa } else { mantissa },
+            scale: frac.len() as u32,
+        })
     }
 }
 
@@ -140,7 +148,10 @@ pub struct UnitPrice {
 
 impl UnitPrice {
     /// The price zero (an unpriced meter).
-    pub const ZERO: UnitPrice = UnitPrice { mantissa: 0, scale: 0 };
+    pub const ZERO: UnitPrice = UnitPrice {
+        mantissa: 0,
+        scale: 0,
+    };
 
     /// The exact amount of `base_quantity` base units of a meter with
     /// `base_per_unit` base units per priced unit, rounded once (half to
@@ -183,7 +194,10 @@ impl FromStr for UnitPrice {
     fn from_str(s: &str) -> Result<Self> {
         let d = Decimal::parse(s)?;
         if d.mantissa < 0 {
-            return Err(MeteringError::InvalidAmount(s.to_owned(), "prices cannot be negative"));
+            return Err(MeteringError::InvalidAmount(
+                s.to_owned(),
+                "prices cannot be negative",
+            ));
         }
         // Canonical form: no trailing zeros, so equal prices compare equal.
         let (mut mantissa, mut scale) = (d.mantissa, d.scale);
@@ -209,7 +223,9 @@ impl Serialize for UnitPrice {
 
 impl<'de> Deserialize<'de> for UnitPrice {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -251,7 +267,10 @@ pub fn div_round_half_even(num: i128, den: i128) -> i128 {
 /// computation uses the exact base quantity).
 pub fn format_quantity(base: i128, base_per_unit: i64) -> String {
     const PLACES: u32 = 9;
-    let scaled = div_round_half_even(base.saturating_mul(10i128.pow(PLACES)), i128::from(base_per_unit.max(1)));
+    let scaled = div_round_half_even(
+        base.saturating_mul(10i128.pow(PLACES)),
+        i128::from(base_per_unit.max(1)),
+    );
     let s = format_scaled(scaled, PLACES);
     let s = s.trim_end_matches('0');
     s.strip_suffix('.').unwrap_or(s).to_owned()
@@ -282,7 +301,10 @@ mod tests {
         assert!("".parse::<Money>().is_err());
         assert_eq!(Money::from_micros(1_005_000).to_cents_string(), "1.00");
         assert_eq!(Money::from_micros(1_015_000).to_cents_string(), "1.02");
-        assert_eq!(serde_json::to_string(&Money::from_micros(1)).unwrap(), "\"0.000001\"");
+        assert_eq!(
+            serde_json::to_string(&Money::from_micros(1)).unwrap(),
+            "\"0.000001\""
+        );
     }
 
     #[test]
@@ -303,7 +325,10 @@ mod tests {
         assert!(p.amount(i128::MAX / 2, 1).is_err());
         // The exact path agrees with the one-shot path.
         let e = p.exact(75_000).unwrap() + p.exact(25_000).unwrap();
-        assert_eq!(round_exact(e, 1000).unwrap(), p.amount(100_000, 1000).unwrap());
+        assert_eq!(
+            round_exact(e, 1000).unwrap(),
+            p.amount(100_000, 1000).unwrap()
+        );
     }
 
     #[test]

@@ -78,7 +78,8 @@ pub struct PriceBook {
 impl PriceBook {
     /// Parses and validates a price book.
     pub fn from_toml_str(text: &str) -> Result<Self> {
-        let raw: RawBook = toml::from_str(text).map_err(|e| MeteringError::PriceBook(e.to_string()))?;
+        let raw: RawBook =
+            toml::from_str(text).map_err(|e| MeteringError::PriceBook(e.to_string()))?;
         let cur = raw.currency.trim();
         if cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(MeteringError::PriceBook(format!(
@@ -86,7 +87,9 @@ impl PriceBook {
             )));
         }
         if raw.period.is_empty() {
-            return Err(MeteringError::PriceBook("at least one [[period]] is required".into()));
+            return Err(MeteringError::PriceBook(
+                "at least one [[period]] is required".into(),
+            ));
         }
         let mut schedules: HashMap<String, Vec<(UnixMillis, UnitPrice)>> = HashMap::new();
         let mut changes = BTreeSet::new();
@@ -102,8 +105,9 @@ impl PriceBook {
                     )));
                 }
             };
-            let effective = parse_time(&text)
-                .map_err(|e| MeteringError::PriceBook(format!("period {}: effective: {e}", i + 1)))?;
+            let effective = parse_time(&text).map_err(|e| {
+                MeteringError::PriceBook(format!("period {}: effective: {e}", i + 1))
+            })?;
             if !changes.insert(effective) {
                 return Err(MeteringError::PriceBook(format!(
                     "period {}: another period is already effective at {}",
@@ -114,10 +118,13 @@ impl PriceBook {
             for (key, price) in &p.prices {
                 meter::lookup(key)
                     .map_err(|e| MeteringError::PriceBook(format!("period {}: {e}", i + 1)))?;
-                let price: UnitPrice = price
-                    .parse()
-                    .map_err(|e| MeteringError::PriceBook(format!("period {}: {key}: {e}", i + 1)))?;
-                schedules.entry(key.clone()).or_default().push((effective, price));
+                let price: UnitPrice = price.parse().map_err(|e| {
+                    MeteringError::PriceBook(format!("period {}: {key}: {e}", i + 1))
+                })?;
+                schedules
+                    .entry(key.clone())
+                    .or_default()
+                    .push((effective, price));
             }
         }
         for s in schedules.values_mut() {
@@ -134,8 +141,10 @@ impl PriceBook {
     /// Reads and parses a price book file.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| MeteringError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MeteringError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml_str(&text)
     }
 
@@ -188,7 +197,11 @@ impl PriceBook {
             .schedules
             .iter()
             .flat_map(|(m, s)| {
-                s.iter().map(|(t, p)| PriceEntry { meter: m.clone(), effective: *t, unit_price: *p })
+                s.iter().map(|(t, p)| PriceEntry {
+                    meter: m.clone(),
+                    effective: *t,
+                    unit_price: *p,
+                })
             })
             .collect();
         v.sort_by(|a, b| (&a.meter, a.effective).cmp(&(&b.meter, b.effective)));
@@ -219,13 +232,28 @@ effective = 2026-03-15T12:00:00Z
         let b = PriceBook::from_toml_str(BOOK).unwrap();
         assert_eq!(b.currency(), "EUR");
         let change = parse_time("2026-03-15T12:00:00Z").unwrap();
-        assert_eq!(b.price_at("instance.vcpu", change - 1).to_string(), "0.00001");
+        assert_eq!(
+            b.price_at("instance.vcpu", change - 1).to_string(),
+            "0.00001"
+        );
         assert_eq!(b.price_at("instance.vcpu", change).to_string(), "0.00002");
-        assert_eq!(b.price_at("instance.memory", change).to_string(), "0.000002");
-        assert!(b.price_at("instance.vcpu", parse_time("2025-12-31").unwrap()).is_zero());
+        assert_eq!(
+            b.price_at("instance.memory", change).to_string(),
+            "0.000002"
+        );
+        assert!(
+            b.price_at("instance.vcpu", parse_time("2025-12-31").unwrap())
+                .is_zero()
+        );
         assert!(b.price_at("volume.storage", change).is_zero());
-        let march = (parse_time("2026-03-01").unwrap(), parse_time("2026-04-01").unwrap());
-        assert_eq!(b.segments(march.0, march.1), vec![(march.0, change), (change, march.1)]);
+        let march = (
+            parse_time("2026-03-01").unwrap(),
+            parse_time("2026-04-01").unwrap(),
+        );
+        assert_eq!(
+            b.segments(march.0, march.1),
+            vec![(march.0, change), (change, march.1)]
+        );
         assert_eq!(b.segments(change, march.1), vec![(change, march.1)]);
         assert_eq!(b.entries().len(), 3);
     }

@@ -136,7 +136,11 @@ impl UsageReport {
                     let _ = write!(s, "{},", r.date.as_deref().unwrap_or(""));
                 }
             }
-            let _ = writeln!(s, "{},{},{},{},{},{}", r.meter, r.quantity, r.unit, r.quantity_base, r.cost, self.currency);
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{}",
+                r.meter, r.quantity, r.unit, r.quantity_base, r.cost, self.currency
+            );
         }
         s
     }
@@ -167,20 +171,34 @@ async fn grouped(
         )));
     }
     let by_day = group_by == GroupBy::Day;
-    let scope = Scope { project: Some(project), from, to, seq_max: i64::MAX, by_day, accrue_until: Some(now) };
+    let scope = Scope {
+        project: Some(project),
+        from,
+        to,
+        seq_max: i64::MAX,
+        by_day,
+        accrue_until: Some(now),
+    };
     let mut conn = pool.acquire().await?;
     let pieces = usage::pieces(&mut conn, book, &scope).await?;
     let mut g = Grouped::new();
     for ((series, a, _b), q) in pieces {
         let price = book.price_at(&series.meter, a);
         let key = match group_by {
-            GroupBy::Resource => (None, Some((series.resource_id, series.resource_type)), series.meter),
+            GroupBy::Resource => (
+                None,
+                Some((series.resource_id, series.resource_type)),
+                series.meter,
+            ),
             GroupBy::Meter => (None, None, series.meter),
             GroupBy::Day => (Some(day_floor(a)), None, series.meter),
         };
         let acc = g.entry(key).or_default();
         acc.quantity += q;
-        acc.exact = acc.exact.checked_add(price.exact(q)?).ok_or(MeteringError::Overflow("report cost"))?;
+        acc.exact = acc
+            .exact
+            .checked_add(price.exact(q)?)
+            .ok_or(MeteringError::Overflow("report cost"))?;
     }
     Ok(g)
 }
@@ -214,11 +232,20 @@ pub async fn usage_report(
             meter: meter_key,
             unit: m.unit.to_owned(),
             quantity: format_quantity(acc.quantity, m.base_per_unit),
-            quantity_base: i64::try_from(acc.quantity).map_err(|_| MeteringError::Overflow("report quantity"))?,
+            quantity_base: i64::try_from(acc.quantity)
+                .map_err(|_| MeteringError::Overflow("report quantity"))?,
             cost,
         });
     }
-    Ok(UsageReport { project: project.to_owned(), from, to, group_by, currency: book.currency().to_owned(), rows, total })
+    Ok(UsageReport {
+        project: project.to_owned(),
+        from,
+        to,
+        group_by,
+        currency: book.currency().to_owned(),
+        rows,
+        total,
+    })
 }
 
 /// Daily cost of one meter.
@@ -265,10 +292,14 @@ pub async fn daily_costs(
     let first = day_floor(from);
     let n_days = (to - first + DAY_MS - 1).div_euclid(DAY_MS).max(0) as usize;
     if n_days > 366 {
-        return Err(MeteringError::InvalidTime("a cost series covers at most 366 days".into()));
+        return Err(MeteringError::InvalidTime(
+            "a cost series covers at most 366 days".into(),
+        ));
     }
     let g = grouped(pool, book, project, from, to, GroupBy::Day, now).await?;
-    let days: Vec<String> = (0..n_days as i64).map(|i| format_date(first + i * DAY_MS)).collect();
+    let days: Vec<String> = (0..n_days as i64)
+        .map(|i| format_date(first + i * DAY_MS))
+        .collect();
     let mut per_meter: BTreeMap<String, Vec<Money>> = BTreeMap::new();
     let mut totals = vec![Money::ZERO; n_days];
     for ((day, _, meter_key), acc) in g {
@@ -276,7 +307,9 @@ pub async fn daily_costs(
         let cost = round_exact(acc.exact, m.base_per_unit)?;
         let i = ((day.unwrap_or(first) - first) / DAY_MS) as usize;
         if i < n_days {
-            per_meter.entry(meter_key).or_insert_with(|| vec![Money::ZERO; n_days])[i] = cost;
+            per_meter
+                .entry(meter_key)
+                .or_insert_with(|| vec![Money::ZERO; n_days])[i] = cost;
             totals[i] = totals[i].checked_add(cost)?;
         }
     }
@@ -284,7 +317,10 @@ pub async fn daily_costs(
         project: project.to_owned(),
         currency: book.currency().to_owned(),
         days,
-        meters: per_meter.into_iter().map(|(meter, costs)| MeterCosts { meter, costs }).collect(),
+        meters: per_meter
+            .into_iter()
+            .map(|(meter, costs)| MeterCosts { meter, costs })
+            .collect(),
         totals,
     })
 }

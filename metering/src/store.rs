@@ -25,7 +25,10 @@ pub(crate) fn composite(k: Key<'_>) -> String {
 const SERIES_CHUNK: usize = 200;
 
 /// Series ids of `keys` (in order), creating the missing series.
-pub(crate) async fn resolve_series(conn: &mut SqliteConnection, keys: &[Key<'_>]) -> Result<Vec<i64>> {
+pub(crate) async fn resolve_series(
+    conn: &mut SqliteConnection,
+    keys: &[Key<'_>],
+) -> Result<Vec<i64>> {
     let mut found: HashMap<String, i64> = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(SERIES_CHUNK) {
         let values = vec!["(?,?,?,?)"; chunk.len()].join(",");
@@ -164,16 +167,23 @@ pub(crate) struct State {
 }
 
 pub(crate) async fn state(conn: &mut SqliteConnection) -> Result<State> {
-    let row = sqlx::query("SELECT closed_through, close_seq, first_ts FROM metering_state WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(State { closed_through: row.try_get(0)?, close_seq: row.try_get(1)?, first_ts: row.try_get(2)? })
+    let row =
+        sqlx::query("SELECT closed_through, close_seq, first_ts FROM metering_state WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(State {
+        closed_through: row.try_get(0)?,
+        close_seq: row.try_get(1)?,
+        first_ts: row.try_get(2)?,
+    })
 }
 
 pub(crate) async fn max_seq(conn: &mut SqliteConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM metering_usage")
-        .fetch_one(&mut *conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM metering_usage")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
 /// A resource's meter: what a line item or report row is about.
@@ -216,7 +226,11 @@ macro_rules! agg_sql {
 const AGG_ALL: &str = agg_sql!("", "", "");
 const AGG_PROJECT: &str = agg_sql!("", "s.project = ?5 AND", "");
 const AGG_ALL_DAY: &str = agg_sql!("u.ts_start / 86400000 AS day,", "", ", day");
-const AGG_PROJECT_DAY: &str = agg_sql!("u.ts_start / 86400000 AS day,", "s.project = ?5 AND", ", day");
+const AGG_PROJECT_DAY: &str = agg_sql!(
+    "u.ts_start / 86400000 AS day,",
+    "s.project = ?5 AND",
+    ", day"
+);
 
 /// Sums usage in `[from, to)` with `seq <= seq_max`, per series (and per
 /// UTC day when `by_day`), clipping interval rows at the bounds. Usage rows
@@ -236,14 +250,22 @@ pub(crate) async fn aggregate(
         (false, true) => AGG_ALL_DAY,
         (true, true) => AGG_PROJECT_DAY,
     };
-    let mut q = sqlx::query(sql).bind(from).bind(to).bind(day_floor(from)).bind(seq_max);
+    let mut q = sqlx::query(sql)
+        .bind(from)
+        .bind(to)
+        .bind(day_floor(from))
+        .bind(seq_max);
     if let Some(p) = project {
         q = q.bind(p);
     }
     let rows = q.fetch_all(&mut *conn).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let (day, qcol) = if by_day { (Some(row.try_get::<i64, _>(4)? * DAY_MS), 5) } else { (None, 4) };
+        let (day, qcol) = if by_day {
+            (Some(row.try_get::<i64, _>(4)? * DAY_MS), 5)
+        } else {
+            (None, 4)
+        };
         out.push(Agg {
             series: SeriesInfo {
                 project: row.try_get(0)?,
@@ -281,7 +303,11 @@ impl RawRow {
             }
             Some(r) => {
                 let (lo, hi) = (self.ts_start.max(a), self.ts_end.min(b));
-                if hi > lo { i128::from(r) * i128::from(hi - lo) } else { 0 }
+                if hi > lo {
+                    i128::from(r) * i128::from(hi - lo)
+                } else {
+                    0
+                }
             }
         }
     }

@@ -28,7 +28,11 @@ pub(crate) struct Scope<'a> {
 }
 
 fn window(by_day: bool, a: UnixMillis, b: UnixMillis, day: UnixMillis) -> (UnixMillis, UnixMillis) {
-    if by_day { (a.max(day), b.min(day + DAY_MS)) } else { (a, b) }
+    if by_day {
+        (a.max(day), b.min(day + DAY_MS))
+    } else {
+        (a, b)
+    }
 }
 
 fn add(p: &mut Pieces, series: &SeriesInfo, w: (UnixMillis, UnixMillis), q: i128) {
@@ -39,7 +43,14 @@ fn add(p: &mut Pieces, series: &SeriesInfo, w: (UnixMillis, UnixMillis), q: i128
 
 /// Adds raw rows (late rows, accrual) within `[from, to)`, cut at price
 /// segments (and days).
-pub(crate) fn add_rows(p: &mut Pieces, book: &PriceBook, rows: &[RawRow], from: UnixMillis, to: UnixMillis, by_day: bool) {
+pub(crate) fn add_rows(
+    p: &mut Pieces,
+    book: &PriceBook,
+    rows: &[RawRow],
+    from: UnixMillis,
+    to: UnixMillis,
+    by_day: bool,
+) {
     let segs = book.segments(from, to);
     for r in rows {
         // Rows never cross a day, so one day window per row.
@@ -51,7 +62,11 @@ pub(crate) fn add_rows(p: &mut Pieces, book: &PriceBook, rows: &[RawRow], from: 
 }
 
 /// Sums usage in scope into pieces.
-pub(crate) async fn pieces(conn: &mut SqliteConnection, book: &PriceBook, s: &Scope<'_>) -> Result<Pieces> {
+pub(crate) async fn pieces(
+    conn: &mut SqliteConnection,
+    book: &PriceBook,
+    s: &Scope<'_>,
+) -> Result<Pieces> {
     let mut p = Pieces::new();
     if s.from >= s.to {
         return Ok(p);
@@ -85,7 +100,14 @@ pub(crate) async fn late_pieces(
     let mut p = Pieces::new();
     for r in &rows {
         let m = Month::containing(r.ts_start);
-        add_rows(&mut p, book, std::slice::from_ref(r), m.start(), m.end(), false);
+        add_rows(
+            &mut p,
+            book,
+            std::slice::from_ref(r),
+            m.start(),
+            m.end(),
+            false,
+        );
     }
     Ok(p)
 }
