@@ -1,16 +1,102 @@
-//! `minicloud`: the control plane daemon (`minicloud serve`) and its CLI.
-//!
-//! The daemon lands with issue #5; today the binary only reports its version.
+//! `minicloud`: `minicloud serve` runs the control plane; every other
+//! subcommand is the CLI, a client of its REST API.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-/// minicloud: a small cloud on one Linux machine.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+use api::cli::{self, Conn, HostCmd, ProjectCmd, QuotaCmd, VmCmd};
+use api::serve::{self, ServeOptions};
+use clap::{Parser, Subcommand};
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    println!("minicloud {}", env!("CARGO_PKG_VERSION"));
-    Ok(())
+/// minicloud: a cloud on one Linux machine.
+#[derive(Parser, Debug)]
+#[command(name = "minicloud", version, about)]
+struct Cli {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the control plane daemon.
+    Serve {
+        /// State directory.
+        #[arg(long, env = "MINICLOUD_DATA")]
+        data_dir: Option<PathBuf>,
+        /// Address of the REST API.
+        #[arg(long, env = "MINICLOUD_LISTEN", default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// Guest image cache.
+        #[arg(long, env = "MINICLOUD_IMAGES")]
+        images_dir: Option<PathBuf>,
+        /// The minicloud-vmm binary.
+        #[arg(long, env = "MINICLOUD_VMM")]
+        vmm: Option<PathBuf>,
+        /// Do not write the CLI config on first start.
+        #[arg(long)]
+        no_cli_config: bool,
+    },
+    /// Instances (VMs).
+    #[command(subcommand)]
+    Vm(VmCmd),
+    /// Projects (admin).
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Quotas.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
+    /// This host.
+    #[command(subcommand)]
+    Host(HostCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Serve { .. }) {
+        // A CLI whose output is piped into `head` ends quietly, as Unix
+        // tools do, instead of panicking on EPIPE.
+        // SAFETY: setting a signal disposition to its default is always sound.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    let result = match cli.cmd {
+        Cmd::Serve {
+            data_dir,
+            listen,
+            images_dir,
+            vmm,
+            no_cli_config,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
+                )
+                .init();
+            let opts = ServeOptions {
+                data_dir: data_dir.unwrap_or_else(serve::default_data_dir),
+                listen,
+                images_dir: images_dir.unwrap_or_else(api::compute::images::default_dir),
+                vmm: vmm.unwrap_or_else(serve::default_vmm),
+                write_cli_config: !no_cli_config,
+            };
+            match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(serve::run(opts)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Cmd::Vm(c) => cli::vm(&cli.conn, c),
+        Cmd::Project(c) => cli::project(&cli.conn, c),
+        Cmd::Quota(c) => cli::quota(&cli.conn, c),
+        Cmd::Host(c) => cli::host(&cli.conn, c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("minicloud: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,41 @@
+//! The OpenAPI 3 document, generated from the handlers (utoipa) and served
+//! at `/openapi.json`.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::routes::{instances, projects, system};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "minicloud", description = "A cloud on one Linux machine: instances, projects, quotas."),
+    paths(
+        instances::launch, instances::list, instances::show, instances::start, instances::stop,
+        instances::reboot, instances::delete, instances::console, instances::console_ws, instances::metrics,
+        projects::create, projects::list, projects::show, projects::own, projects::set_quotas, projects::create_token,
+        system::images, system::host, system::operation, system::events,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

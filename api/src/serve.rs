@@ -1,0 +1,182 @@
+//! `minicloud serve`: opens the state, bootstraps the admin project on
+//! first start, reconciles VMs left by a previous daemon, and serves the
+//! API until SIGTERM or Ctrl-C (VMs keep running).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use scheduler::{Scheduler, SchedulerConfig};
+use tokio::sync::broadcast;
+
+use crate::cli::config::CliConfig;
+use crate::compute::{Compute, ComputeConfig};
+use crate::routes;
+use crate::state::AppState;
+use crate::store::{Store, projects, tokens};
+
+/// Daemon settings.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// State directory (database, VM directories, admin token).
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Image cache.
+    pub images_dir: PathBuf,
+    /// The `minicloud-vmm` binary.
+    pub vmm: PathBuf,
+    /// Write the CLI config (~/.config/minicloud/config.json) on first start.
+    pub write_cli_config: bool,
+}
+
+/// Finds `minicloud-vmm`: `$MINICLOUD_VMM`, else next to this binary.
+pub fn default_vmm() -> PathBuf {
+    if let Some(p) = std::env::var_os("MINICLOUD_VMM") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("minicloud-vmm")))
+        .unwrap_or_else(|| PathBuf::from("minicloud-vmm"))
+}
+
+/// The default data directory.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("MINICLOUD_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::compute::images::home().join(".local/share/minicloud"))
+}
+
+/// Creates the admin project and token on first start.
+async fn bootstrap(store: &Store, opts: &ServeOptions) -> anyhow::Result<()> {
+    if projects::admin(&store.pool).await?.is_some() {
+        return Ok(());
+    }
+    let mut tx = store.pool.begin().await?;
+    let quotas = projects::Quotas {
+        max_instances: 1000,
+        max_vcpus: 4096,
+        max_memory_mib: 4 << 20,
+        max_volumes: 1000,
+        max_buckets: 1000,
+        max_topics: 1000,
+    };
+    let admin = projects::create(&mut tx, "admin", true, quotas).await?;
+    let token = tokens::create(&mut tx, &admin.id, "admin").await?;
+    tx.commit().await?;
+    let path = opts.data_dir.join("admin.token");
+    write_secret(&path, &token)?;
+    let url = format!("http://{}", opts.listen);
+    if opts.write_cli_config {
+        let cfg = CliConfig {
+            url: url.clone(),
+            token: token.clone(),
+        };
+        match cfg.save() {
+            Ok(p) => println!("minicloud: CLI configured in {}", p.display()),
+            Err(e) => eprintln!("minicloud: could not write the CLI config: {e:#}"),
+        }
+    }
+    println!("minicloud: first start: created the admin project");
+    println!(
+        "minicloud: admin token written to {} (mode 0600)",
+        path.display()
+    );
+    println!("minicloud: try: minicloud vm launch --image mini --vcpus 1 --memory 128 --wait");
+    println!(
+        "minicloud:  or: curl -H \"Authorization: Bearer $(cat {})\" {url}/v1/instances",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// Builds the state and the router (tests use this too).
+pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Router)> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    std::fs::set_permissions(&opts.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    let store = Store::open(&opts.data_dir.join("minicloud.db"))
+        .await
+        .context("opening the database")?;
+    bootstrap(&store, opts).await?;
+    let capability = hypervisor::probe::probe();
+    let host = scheduler::discover_local_host("local")
+        .context("discovering this host's CPUs and memory")?;
+    let scheduler = Scheduler::new(SchedulerConfig::default()).context("scheduler config")?;
+    scheduler
+        .add_host(host)
+        .context("adding this host to the scheduler")?;
+    let (events, _) = broadcast::channel(4096);
+    let compute = Compute::new(
+        store.clone(),
+        ComputeConfig {
+            vmm: opts.vmm.clone(),
+            images_dir: opts.images_dir.clone(),
+            vms_dir: opts.data_dir.join("vms"),
+            scheduler,
+            host_id: "local".into(),
+            capability,
+        },
+        events,
+    );
+    compute
+        .reconcile()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))
+        .context("reconciling VMs")?;
+    let state = AppState { store, compute };
+    let app = routes::app(state.clone());
+    Ok((state, app))
+}
+
+/// Runs the daemon.
+pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
+    let (_state, app) = build(&opts).await?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("listening on {}", opts.listen))?;
+    println!(
+        "minicloud: API on http://{} (OpenAPI at /openapi.json)",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    println!("minicloud: stopped (VMs keep running; the next start reattaches to them)");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

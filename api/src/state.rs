@@ -1,0 +1,15 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::compute::Compute;
+use crate::store::Store;
+
+/// The application state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The compute service.
+    pub compute: Arc<Compute>,
+}
