@@ -53,6 +53,10 @@ struct Args {
     /// Pin vCPU i to the i-th CPU of this list (dedicated; one per vCPU).
     #[arg(long)]
     vcpu_cpus: Option<String>,
+    /// When the VM ends, write how (JSON: status, reason, ended_at_ms) to
+    /// this file, so a supervisor that is not this process's parent learns it.
+    #[arg(long)]
+    exit_status_file: Option<PathBuf>,
     /// Boot protocol for ELF kernels.
     #[arg(long, value_enum, default_value = "linux64")]
     boot: BootArg,
@@ -97,6 +101,28 @@ fn config_from(args: &Args) -> anyhow::Result<VmConfig> {
     })
 }
 
+/// Records the end of the VM atomically (temporary file, then rename).
+fn write_exit_status(path: &std::path::Path, exit: &hypervisor::exit::VmExit) {
+    write_exit_record(path, exit.status(), &exit.describe());
+}
+
+fn write_exit_record(path: &std::path::Path, status: i32, reason: &str) {
+    let ended_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let record = serde_json::json!({
+        "status": status,
+        "reason": reason,
+        "ended_at_ms": ended_at_ms,
+    });
+    let tmp = path.with_extension("tmp");
+    let written =
+        std::fs::write(&tmp, record.to_string()).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        eprintln!("minicloud-vmm: writing {}: {e}", path.display());
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.probe_host {
@@ -121,10 +147,20 @@ fn main() -> ExitCode {
         Ok(vm) => vm,
         Err(hypervisor::vmm::BuildError::Config(e)) => {
             eprintln!("minicloud-vmm: {e}");
+            if let Some(path) = &args.exit_status_file {
+                write_exit_record(
+                    path,
+                    i32::from(STATUS_BAD_CONFIG),
+                    &format!("bad configuration: {e}"),
+                );
+            }
             return ExitCode::from(STATUS_BAD_CONFIG);
         }
         Err(e) => {
             eprintln!("minicloud-vmm: {e}");
+            if let Some(path) = &args.exit_status_file {
+                write_exit_record(path, 1, &format!("VMM error: {e}"));
+            }
             return ExitCode::from(1);
         }
     };
@@ -132,6 +168,9 @@ fn main() -> ExitCode {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     eprintln!("minicloud-vmm: {}", exit.describe());
+    if let Some(path) = &args.exit_status_file {
+        write_exit_status(path, &exit);
+    }
     // Exit now: vCPU threads may still sit in KVM_RUN.
     std::process::exit(exit.status())
 }
