@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::rate_limiter::{self, RateLimiterConfig};
+
 /// Most vCPUs a VM may have.
 pub const MAX_VCPUS: u32 = 32;
 /// Least memory a VM may have, in MiB.
@@ -34,6 +36,21 @@ pub struct DiskConfig {
     /// Serial the guest reads with VIRTIO_BLK_T_GET_ID (20 bytes at most).
     #[serde(default)]
     pub id: Option<String>,
+    /// Bandwidth and request-rate limits (none by default).
+    #[serde(default)]
+    pub rate_limiter: Option<RateLimiterConfig>,
+}
+
+/// The virtio-vsock device (Firecracker's hybrid model: guest ports map to
+/// Unix sockets on the host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VsockConfig {
+    /// The guest's context id (3 or more).
+    pub guest_cid: u64,
+    /// Host connections come in on this Unix socket (`CONNECT <port>\n`);
+    /// guest connections to host port P go to `<uds_path>_P`.
+    pub uds_path: PathBuf,
 }
 
 /// Where the serial console goes.
@@ -85,6 +102,9 @@ pub struct VmConfig {
     /// Boot protocol.
     #[serde(default)]
     pub boot: BootProtocol,
+    /// virtio-vsock device.
+    #[serde(default)]
+    pub vsock: Option<VsockConfig>,
 }
 
 /// Why a configuration was refused.
@@ -151,8 +171,16 @@ pub enum ConfigError {
     #[error("disk id {0:?} is longer than 20 bytes")]
     DiskId(String),
     /// A disk flag is not understood.
-    #[error("bad --disk value {0:?}: expected PATH[,ro][,id=SERIAL]")]
+    #[error(
+        "bad --disk value {0:?}: expected PATH[,ro][,id=SERIAL][,bw=BYTES_PER_S][,bw_burst=BYTES][,iops=N][,iops_burst=N]"
+    )]
     DiskSpec(String),
+    /// A rate limit is invalid.
+    #[error("disk {0}: rate limiter: {1}")]
+    RateLimiter(PathBuf, String),
+    /// The vsock settings are invalid.
+    #[error("vsock: {0}")]
+    Vsock(String),
     /// Too many devices for the interrupt lines.
     #[error("at most {0} virtio devices are supported")]
     TooManyDevices(usize),
@@ -176,14 +204,24 @@ impl DiskConfig {
             path: PathBuf::from(path),
             read_only: false,
             id: None,
+            rate_limiter: None,
         };
+        let mut limits = RateLimiterConfig::default();
         for p in parts {
             match p.split_once('=') {
                 None if p == "ro" => disk.read_only = true,
                 None if p == "rw" => disk.read_only = false,
                 Some(("id", v)) => disk.id = Some(v.to_string()),
+                Some((k, v)) => match rate_limiter::parse_flag(&mut limits, k, v) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(ConfigError::DiskSpec(spec.to_string())),
+                    Err(e) => return Err(ConfigError::RateLimiter(disk.path.clone(), e)),
+                },
                 _ => return Err(ConfigError::DiskSpec(spec.to_string())),
             }
+        }
+        if limits != RateLimiterConfig::default() {
+            disk.rate_limiter = Some(limits);
         }
         Ok(disk)
     }
@@ -302,6 +340,30 @@ impl VmConfig {
             {
                 return Err(ConfigError::DiskId(id.clone()));
             }
+            if let Some(rl) = &d.rate_limiter {
+                rl.validate()
+                    .map_err(|e| ConfigError::RateLimiter(d.path.clone(), e))?;
+            }
+        }
+        if let Some(v) = &self.vsock {
+            if v.guest_cid < 3 || v.guest_cid > u64::from(u32::MAX) - 1 {
+                return Err(ConfigError::Vsock(format!(
+                    "guest_cid must be between 3 and {}, got {}",
+                    u32::MAX - 1,
+                    v.guest_cid
+                )));
+            }
+            let parent = v
+                .uds_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(ConfigError::Vsock(format!(
+                    "directory of {} does not exist",
+                    v.uds_path.display()
+                )));
+            }
         }
         if self.cmdline.contains('\0') {
             return Err(ConfigError::Cmdline("contains a NUL byte".into()));
@@ -352,6 +414,12 @@ mod tests {
         assert_eq!(d.id.as_deref(), Some("vol-1"));
         assert!(DiskConfig::parse(",ro").is_err());
         assert!(DiskConfig::parse("/x,bogus").is_err());
+        assert!(DiskConfig::parse("/x,bogus=1").is_err());
+        assert!(DiskConfig::parse("/x,bw=fast").is_err());
+        let d = DiskConfig::parse("/x,bw=1M,iops=200,iops_burst=10").expect("limits");
+        let rl = d.rate_limiter.expect("limiter");
+        assert_eq!(rl.bandwidth.map(|b| b.rate), Some(1 << 20));
+        assert_eq!(rl.ops.map(|b| (b.rate, b.burst)), Some((200, Some(10))));
     }
 
     #[test]
@@ -389,6 +457,7 @@ mod tests {
             cpu_affinity: None,
             vcpu_cpus: None,
             boot: BootProtocol::Linux64,
+            vsock: None,
         };
         assert!(matches!(c.validate(), Err(ConfigError::Vcpus(0))));
         c.vcpus = 33;

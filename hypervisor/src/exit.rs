@@ -1,6 +1,7 @@
 //! Why a VM stopped, and the one place every thread reports it.
 
 use std::sync::{Condvar, Mutex};
+use std::time::Instant;
 
 /// The end of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,11 @@ pub enum VmExit {
     },
     /// The VMM itself failed.
     VmmError(String),
+    /// The control API (`PUT /actions {"action_type":"kill"}`) ended the VM.
+    Killed,
+    /// An orderly shutdown (control API or SIGTERM) asked the guest to stop,
+    /// and it did not within the deadline, so the VMM stopped it.
+    ShutdownTimeout,
 }
 
 impl VmExit {
@@ -47,6 +53,8 @@ impl VmExit {
             VmExit::GuestPanic(_) => 3,
             VmExit::TripleFault { .. } => 4,
             VmExit::InternalError { .. } | VmExit::FailEntry { .. } => 5,
+            VmExit::Killed => 6,
+            VmExit::ShutdownTimeout => 7,
         }
     }
 
@@ -72,6 +80,10 @@ impl VmExit {
                 format!("KVM failed to enter vCPU {vcpu} (hardware reason {reason:#x})")
             }
             VmExit::VmmError(e) => format!("VMM error: {e}"),
+            VmExit::Killed => "killed through the control API".into(),
+            VmExit::ShutdownTimeout => {
+                "the guest did not power off before the shutdown deadline; stopped".into()
+            }
         }
     }
 }
@@ -82,6 +94,7 @@ pub struct ExitSignal {
     exit: Mutex<Option<VmExit>>,
     cond: Condvar,
     panic_note: Mutex<Option<String>>,
+    deadline: Mutex<Option<(Instant, VmExit)>>,
 }
 
 impl ExitSignal {
@@ -120,7 +133,22 @@ impl ExitSignal {
         self.exit.lock().map(|s| s.is_some()).unwrap_or(true)
     }
 
-    /// Blocks until an exit is reported.
+    /// Arms a deadline: if no exit is reported by `at`, [`ExitSignal::wait`]
+    /// returns `exit`. An earlier deadline already armed is kept.
+    pub fn arm_deadline(&self, at: Instant, exit: VmExit) {
+        if let Ok(mut d) = self.deadline.lock() {
+            match &*d {
+                Some((old, _)) if *old <= at => {}
+                _ => *d = Some((at, exit)),
+            }
+        }
+        // Wake the waiter so that it starts timing the deadline.
+        if let Ok(_slot) = self.exit.lock() {
+            self.cond.notify_all();
+        }
+    }
+
+    /// Blocks until an exit is reported (or an armed deadline passes).
     pub fn wait(&self) -> VmExit {
         let Ok(mut slot) = self.exit.lock() else {
             return VmExit::VmmError("exit lock poisoned".into());
@@ -129,9 +157,24 @@ impl ExitSignal {
             if let Some(e) = slot.clone() {
                 return e;
             }
-            slot = match self.cond.wait(slot) {
-                Ok(s) => s,
-                Err(_) => return VmExit::VmmError("exit lock poisoned".into()),
+            let deadline = self.deadline.lock().ok().and_then(|d| d.clone());
+            slot = match deadline {
+                None => match self.cond.wait(slot) {
+                    Ok(s) => s,
+                    Err(_) => return VmExit::VmmError("exit lock poisoned".into()),
+                },
+                Some((at, exit)) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        *slot = Some(exit.clone());
+                        self.cond.notify_all();
+                        return exit;
+                    }
+                    match self.cond.wait_timeout(slot, at - now) {
+                        Ok((s, _)) => s,
+                        Err(_) => return VmExit::VmmError("exit lock poisoned".into()),
+                    }
+                }
             };
         }
     }
@@ -158,6 +201,16 @@ mod tests {
     }
 
     #[test]
+    fn an_armed_deadline_ends_the_wait() {
+        let s = ExitSignal::default();
+        let at = Instant::now() + std::time::Duration::from_millis(20);
+        s.arm_deadline(at, VmExit::ShutdownTimeout);
+        assert_eq!(s.wait(), VmExit::ShutdownTimeout);
+        assert!(Instant::now() >= at);
+        assert!(s.is_set());
+    }
+
+    #[test]
     fn statuses_are_distinct_per_kind() {
         let all = [
             VmExit::Poweroff.status(),
@@ -170,6 +223,8 @@ mod tests {
                 suberror: 1,
             }
             .status(),
+            VmExit::Killed.status(),
+            VmExit::ShutdownTimeout.status(),
         ];
         let mut d = all.to_vec();
         d.sort_unstable();

@@ -11,12 +11,23 @@
 //!   line and exit port, and virtio-mmio with virtio-blk.
 //! - [`exit`]: how a VM ended and the process status that says so.
 //! - [`probe`]: whether this host's KVM is hardware-assisted or PVM.
+//! - [`control`]: pause/resume, orderly shutdown, kill and metrics of a
+//!   running VM, without any transport; [`api`] serves it as HTTP/1.1 on a
+//!   Unix socket (`--api-sock`, described in `api.openapi.yaml`).
+//! - [`metrics`]: per-vCPU and per-device counters.
+//! - [`rate_limiter`]: token buckets for device bandwidth and operations.
+//! - [`seccomp`]: the per-thread system-call filters.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod arch;
 pub mod config;
+pub mod control;
 pub mod devices;
 pub mod exit;
+pub mod metrics;
 pub mod probe;
+pub mod rate_limiter;
+pub mod seccomp;
 pub mod vcpu;
 pub mod vmm;

@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
-use hypervisor::config::{BootProtocol, ConsoleConfig, DiskConfig, VmConfig};
+use hypervisor::config::{BootProtocol, ConsoleConfig, DiskConfig, VmConfig, VsockConfig};
+use hypervisor::control::VmControl;
 use hypervisor::vmm::Vm;
 
 /// Exit status for a configuration the VMM refuses.
@@ -13,7 +16,9 @@ const STATUS_BAD_CONFIG: u8 = 2;
 /// Runs one KVM virtual machine until its guest stops.
 ///
 /// Exit status: 0 guest powered off or reset; 1 VMM error; 2 bad
-/// configuration; 3 guest panic; 4 triple fault; 5 KVM internal error.
+/// configuration; 3 guest panic; 4 triple fault; 5 KVM internal error;
+/// 6 killed through the control API; 7 an orderly shutdown (API or
+/// SIGTERM) reached its deadline before the guest powered off.
 #[derive(Parser, Debug)]
 #[command(name = "minicloud-vmm", version, about, long_about)]
 struct Args {
@@ -21,7 +26,7 @@ struct Args {
     #[arg(long)]
     probe_host: bool,
     /// Read the VM description from this JSON file (see README).
-    #[arg(long, conflicts_with_all = ["kernel", "disk", "initrd", "cmdline"])]
+    #[arg(long, conflicts_with_all = ["kernel", "disk", "initrd", "cmdline", "vsock_uds"])]
     config: Option<PathBuf>,
     /// Kernel: ELF vmlinux, bzImage, or the mini guest's ELF.
     #[arg(long)]
@@ -38,9 +43,28 @@ struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 128)]
     memory_mib: u64,
-    /// A virtio-blk disk: PATH[,ro][,id=SERIAL]; repeat for more.
+    /// A virtio-blk disk: PATH[,ro][,id=SERIAL][,bw=BYTES_PER_S]
+    /// [,bw_burst=BYTES][,iops=N][,iops_burst=N] (sizes take K/M/G);
+    /// repeat for more.
     #[arg(long)]
     disk: Vec<String>,
+    /// virtio-vsock: host connections arrive on this Unix socket; guest
+    /// connections to port P go to PATH_P.
+    #[arg(long, requires = "vsock_cid")]
+    vsock_uds: Option<PathBuf>,
+    /// The guest's vsock context id (3 or more).
+    #[arg(long, requires = "vsock_uds")]
+    vsock_cid: Option<u64>,
+    /// Serve the control API (HTTP/1.1, see api.openapi.yaml) here.
+    #[arg(long)]
+    api_sock: Option<PathBuf>,
+    /// Seconds an orderly shutdown (API or SIGTERM) waits for the guest to
+    /// power off before stopping it.
+    #[arg(long, default_value_t = 10.0)]
+    shutdown_timeout: f64,
+    /// Run without seccomp filters (debugging only).
+    #[arg(long)]
+    no_seccomp: bool,
     /// Write the console to this file instead of stdout.
     #[arg(long)]
     console_log: Option<PathBuf>,
@@ -98,6 +122,13 @@ fn config_from(args: &Args) -> anyhow::Result<VmConfig> {
             BootArg::Linux64 => BootProtocol::Linux64,
             BootArg::Pvh => BootProtocol::Pvh,
         },
+        vsock: match (&args.vsock_uds, args.vsock_cid) {
+            (Some(uds_path), Some(guest_cid)) => Some(VsockConfig {
+                guest_cid,
+                uds_path: uds_path.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -123,6 +154,49 @@ fn write_exit_record(path: &std::path::Path, status: i32, reason: &str) {
     }
 }
 
+/// Blocks SIGTERM in the calling thread (and so in every thread it
+/// starts afterwards), so that only [`watch_sigterm`]'s thread receives it.
+fn block_sigterm() -> std::io::Result<()> {
+    // SAFETY: sigset_t is plain data; the calls only touch our set and the
+    // calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM asks for an orderly shutdown, like `PUT /actions shutdown`.
+fn watch_sigterm(control: Arc<VmControl>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            loop {
+                // SAFETY: as in `block_sigterm`; sigwait only writes `sig`.
+                let sig = unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGTERM);
+                    let mut sig = 0;
+                    if libc::sigwait(&set, &mut sig) != 0 {
+                        continue;
+                    }
+                    sig
+                };
+                if sig == libc::SIGTERM {
+                    eprintln!("minicloud-vmm: SIGTERM: shutting down (asking the guest)");
+                    let _ = control.shutdown();
+                }
+            }
+        })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.probe_host {
@@ -135,6 +209,14 @@ fn main() -> ExitCode {
             }
         }
         return ExitCode::SUCCESS;
+    }
+    if !(0.0..=86400.0).contains(&args.shutdown_timeout) {
+        eprintln!("minicloud-vmm: --shutdown-timeout must be between 0 and 86400 seconds");
+        return ExitCode::from(STATUS_BAD_CONFIG);
+    }
+    if let Err(e) = block_sigterm() {
+        eprintln!("minicloud-vmm: blocking SIGTERM: {e}");
+        return ExitCode::from(1);
     }
     let config = match config_from(&args) {
         Ok(c) => c,
@@ -164,6 +246,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let control = vm.controller(Duration::from_secs_f64(args.shutdown_timeout));
+    if let Err(e) = watch_sigterm(control.clone()) {
+        eprintln!("minicloud-vmm: SIGTERM thread: {e}");
+        return ExitCode::from(1);
+    }
+    if let Some(path) = &args.api_sock {
+        if let Err(e) = hypervisor::api::start(path, control.clone()) {
+            eprintln!("minicloud-vmm: API socket {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    let _ = args.no_seccomp;
     let exit = vm.run();
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -2,13 +2,17 @@
 //! devices, and report how the VM ended.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use crate::control::VcpuGate;
 use crate::devices::MmioBus;
 use crate::devices::legacy::PioBus;
 use crate::exit::{ExitSignal, VmExit};
+use crate::metrics::VcpuMetrics;
 
 /// What a vCPU thread needs.
 pub struct VcpuContext {
@@ -22,6 +26,10 @@ pub struct VcpuContext {
     pub exit: Arc<ExitSignal>,
     /// Host CPUs to pin this thread to.
     pub affinity: Option<Vec<usize>>,
+    /// Where this thread parks while the VM is paused.
+    pub gate: Arc<VcpuGate>,
+    /// This vCPU's counters.
+    pub metrics: Arc<VcpuMetrics>,
 }
 
 enum Step {
@@ -62,35 +70,66 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
         )));
         return;
     }
+    ctx.gate.enter(vcpu.get_kvm_run());
+    run_loop(&mut vcpu, &ctx);
+    ctx.gate.leave();
+}
+
+fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) {
+    let m = &ctx.metrics;
     loop {
-        let step = match vcpu.run() {
+        // Clear a kick first, then look at the gate: a kick that lands after
+        // the look sets immediate_exit again and KVM_RUN returns at once.
+        vcpu.set_kvm_immediate_exit(0);
+        if ctx.gate.pause_requested() {
+            ctx.gate.park(&ctx.exit);
+            if ctx.exit.is_set() {
+                return;
+            }
+            continue;
+        }
+        let entered = Instant::now();
+        let result = vcpu.run();
+        m.run_ns
+            .fetch_add(entered.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let step = match result {
             Ok(VcpuExit::IoIn(port, data)) => {
+                VcpuMetrics::bump(&m.io_in);
                 ctx.pio.read(port, data);
                 Step::Continue
             }
             Ok(VcpuExit::IoOut(port, data)) => {
+                VcpuMetrics::bump(&m.io_out);
                 ctx.pio.write(port, data);
                 Step::Continue
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
+                VcpuMetrics::bump(&m.mmio_read);
                 ctx.mmio.read(addr, data);
                 Step::Continue
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
+                VcpuMetrics::bump(&m.mmio_write);
                 ctx.mmio.write(addr, data);
                 Step::Continue
             }
-            Ok(VcpuExit::Intr) => Step::Continue,
+            Ok(VcpuExit::Intr) => {
+                VcpuMetrics::bump(&m.interrupted);
+                Step::Continue
+            }
             Ok(VcpuExit::Shutdown) => Step::TripleFault,
             Ok(VcpuExit::InternalError) => Step::InternalError,
-            Ok(VcpuExit::SystemEvent(kind, _)) => match kind {
-                KVM_SYSTEM_EVENT_SHUTDOWN => Step::Stop(VmExit::Poweroff),
-                KVM_SYSTEM_EVENT_RESET => Step::Stop(VmExit::Reset),
-                KVM_SYSTEM_EVENT_CRASH => {
-                    Step::Stop(VmExit::GuestPanic("KVM reported a guest crash".into()))
+            Ok(VcpuExit::SystemEvent(kind, _)) => {
+                VcpuMetrics::bump(&m.system_event);
+                match kind {
+                    KVM_SYSTEM_EVENT_SHUTDOWN => Step::Stop(VmExit::Poweroff),
+                    KVM_SYSTEM_EVENT_RESET => Step::Stop(VmExit::Reset),
+                    KVM_SYSTEM_EVENT_CRASH => {
+                        Step::Stop(VmExit::GuestPanic("KVM reported a guest crash".into()))
+                    }
+                    other => Step::Stop(VmExit::VmmError(format!("unknown system event {other}"))),
                 }
-                other => Step::Stop(VmExit::VmmError(format!("unknown system event {other}"))),
-            },
+            }
             Ok(VcpuExit::FailEntry(reason, _)) => Step::Stop(VmExit::FailEntry {
                 vcpu: ctx.id,
                 reason,
@@ -103,9 +142,15 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
                 "vCPU {}: unexpected exit {other:?}",
                 ctx.id
             ))),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Step::Continue,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                VcpuMetrics::bump(&m.interrupted);
+                Step::Continue
+            }
             Err(e) => Step::Stop(VmExit::VmmError(format!("vCPU {}: KVM_RUN: {e}", ctx.id))),
         };
+        if !matches!(step, Step::Continue) {
+            VcpuMetrics::bump(&m.other);
+        }
         let exit = match step {
             Step::Continue => {
                 if ctx.exit.is_set() {

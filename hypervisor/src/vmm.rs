@@ -3,11 +3,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region,
 };
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuFd, VmFd};
 use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::{
     BzImage, Elf, KernelLoader, KernelLoaderResult, PvhBootCapability, load_cmdline,
@@ -26,13 +27,17 @@ use crate::arch::layout::{
 use crate::arch::regs::{EntryMode, RegsError};
 use crate::arch::{cpuid, mptable, paging, regs};
 use crate::config::{BootProtocol, ConfigError, VmConfig, parse_cpu_list, parse_cpu_sequence};
+use crate::control::{ControlParts, DriveHandle, VcpuGate, VmControl};
 use crate::devices::MmioBus;
 use crate::devices::console::{self, COM1_IRQ, IrqTrigger};
-use crate::devices::legacy::PioBus;
-use crate::devices::virtio::IrqLine;
+use crate::devices::legacy::{I8042_KBD_IRQ, PioBus};
 use crate::devices::virtio::block::Block;
-use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::mmio::{self, MmioTransport};
+use crate::devices::virtio::vsock::Vsock;
+use crate::devices::virtio::{IrqLine, VirtioDevice};
 use crate::exit::{ExitSignal, VmExit};
+use crate::metrics::{DeviceEntry, VcpuMetrics};
+use crate::rate_limiter::RateLimiter;
 use crate::vcpu::{self, VcpuContext};
 
 /// Where the PVH module list (the initrd) goes.
@@ -105,6 +110,20 @@ pub struct Vm {
     exit: Arc<ExitSignal>,
     affinity: Vec<Option<Vec<usize>>>,
     _mem: GuestMemoryMmap,
+    config: VmConfig,
+    gate: Arc<VcpuGate>,
+    vcpu_metrics: Vec<Arc<VcpuMetrics>>,
+    virtio: VirtioSet,
+}
+
+/// The virtio devices of a VM, for the bus, the metrics and the API.
+#[derive(Default)]
+struct VirtioSet {
+    bus: MmioBus,
+    cmdline_args: Vec<String>,
+    transports: Vec<(String, Arc<Mutex<MmioTransport>>)>,
+    devices: Vec<DeviceEntry>,
+    drives: Vec<DriveHandle>,
 }
 
 impl Vm {
@@ -129,7 +148,7 @@ impl Vm {
         let mem = create_memory(&vm, mem_size)?;
 
         let exit = Arc::new(ExitSignal::default());
-        let (mmio, virtio_args) = create_virtio_devices(&vm, &mem, config)?;
+        let mut virtio = create_virtio_devices(&vm, &mem, config)?;
         let serial_evt = EventFd::new(libc::EFD_NONBLOCK)
             .map_err(|e| BuildError::Device(format!("serial eventfd: {e}")))?;
         vm.register_irqfd(&serial_evt, COM1_IRQ)
@@ -143,9 +162,13 @@ impl Vm {
             exit.clone(),
         )
         .map_err(|e| BuildError::Device(format!("console: {e}")))?;
-        let pio = Arc::new(PioBus::new(serial, exit.clone()));
+        let kbd_evt = EventFd::new(libc::EFD_NONBLOCK)
+            .map_err(|e| BuildError::Device(format!("i8042 eventfd: {e}")))?;
+        vm.register_irqfd(&kbd_evt, I8042_KBD_IRQ)
+            .map_err(kvm_err("KVM_IRQFD (i8042)"))?;
+        let pio = Arc::new(PioBus::new(serial, exit.clone(), Some(IrqTrigger(kbd_evt))));
 
-        let entry = load_guest(&mem, config, mem_size, &virtio_args)?;
+        let entry = load_guest(&mem, config, mem_size, &virtio.cmdline_args)?;
 
         let vcpus = create_vcpus(&kvm, &vm, &mem, config.vcpus, entry)?;
         let parse = |list: &String| {
@@ -160,20 +183,68 @@ impl Vm {
             (None, Some(list)) => vec![Some(parse(list)?); config.vcpus as usize],
             (None, None) => vec![None; config.vcpus as usize],
         };
+        let vcpu_metrics = (0..vcpus.len())
+            .map(|_| Arc::new(VcpuMetrics::default()))
+            .collect();
+        let bus = std::mem::take(&mut virtio.bus);
         Ok(Vm {
             _kvm: kvm,
             _vm: vm,
             vcpus,
             pio,
-            mmio: Arc::new(mmio),
+            mmio: Arc::new(bus),
             exit,
             affinity,
             _mem: mem,
+            config: config.clone(),
+            gate: Arc::new(VcpuGate::default()),
+            vcpu_metrics,
+            virtio,
         })
     }
 
-    /// Runs every vCPU on its own thread and returns how the VM ended.
+    /// A controller for this VM (pause, resume, shutdown, kill, metrics);
+    /// an orderly shutdown waits `shutdown_timeout` for the guest.
+    pub fn controller(&self, shutdown_timeout: Duration) -> Arc<VmControl> {
+        Arc::new(VmControl::new(
+            ControlParts {
+                gate: self.gate.clone(),
+                exit: self.exit.clone(),
+                pio: self.pio.clone(),
+                config: self.config.clone(),
+                vcpu_metrics: self.vcpu_metrics.clone(),
+                devices: self.virtio.devices.clone(),
+                drives: self
+                    .virtio
+                    .drives
+                    .iter()
+                    .map(|d| DriveHandle {
+                        id: d.id.clone(),
+                        serial: d.serial.clone(),
+                        limiter: d.limiter.clone(),
+                    })
+                    .collect(),
+            },
+            shutdown_timeout,
+        ))
+    }
+
+    /// Where the VM's end is reported.
+    pub fn exit_signal(&self) -> Arc<ExitSignal> {
+        self.exit.clone()
+    }
+
+    /// Starts the device event threads, then every vCPU on its own
+    /// thread, and returns how the VM ended.
     pub fn run(self) -> VmExit {
+        if let Err(e) = crate::control::install_kick_handler() {
+            return VmExit::VmmError(format!("installing the vCPU kick handler: {e}"));
+        }
+        for (name, t) in &self.virtio.transports {
+            if let Err(e) = mmio::spawn_event_thread(t.clone(), name.clone()) {
+                return VmExit::VmmError(format!("spawning device thread {name}: {e}"));
+            }
+        }
         for (id, vcpu) in self.vcpus.into_iter().enumerate() {
             let ctx = VcpuContext {
                 id: id as u32,
@@ -181,6 +252,8 @@ impl Vm {
                 mmio: self.mmio.clone(),
                 exit: self.exit.clone(),
                 affinity: self.affinity.get(id).cloned().flatten(),
+                gate: self.gate.clone(),
+                metrics: self.vcpu_metrics[id].clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
@@ -224,11 +297,11 @@ fn create_virtio_devices(
     vm: &VmFd,
     mem: &GuestMemoryMmap,
     config: &VmConfig,
-) -> Result<(MmioBus, Vec<String>), BuildError> {
-    let mut bus = MmioBus::default();
-    let mut args = Vec::new();
+) -> Result<VirtioSet, BuildError> {
+    let mut set = VirtioSet::default();
     let max = (layout::IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
-    if config.disks.len() > max {
+    let count = config.disks.len() + usize::from(config.vsock.is_some());
+    if count > max {
         return Err(ConfigError::TooManyDevices(max).into());
     }
     for (i, disk) in config.disks.iter().enumerate() {
@@ -242,18 +315,82 @@ fn create_virtio_devices(
             })?;
         let block = Block::new(file, disk.read_only, disk.id.as_deref())
             .map_err(|e| BuildError::Device(format!("disk {}: {e}", disk.path.display())))?;
-        let irq = VIRTIO_IRQ_BASE + i as u32;
-        let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
-        let evt = EventFd::new(libc::EFD_NONBLOCK)
-            .map_err(|e| BuildError::Device(format!("eventfd: {e}")))?;
-        vm.register_irqfd(&evt, irq)
-            .map_err(kvm_err("KVM_IRQFD (virtio)"))?;
-        let transport =
-            MmioTransport::new(Box::new(block), mem.clone(), Arc::new(IrqLine::new(evt)));
-        bus.add(base, VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)));
-        args.push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
+        let limiter = block.rate_limiter();
+        if let Some(rl) = &disk.rate_limiter {
+            if let Ok(mut l) = limiter.lock() {
+                *l = RateLimiter::new(rl);
+            }
+        }
+        let id = format!("disk{i}");
+        set.devices.push(DeviceEntry {
+            id: id.clone(),
+            kind: "block",
+            metrics: block.metrics(),
+        });
+        set.drives.push(DriveHandle {
+            id: id.clone(),
+            serial: disk.id.clone(),
+            limiter,
+        });
+        add_device(vm, mem, &mut set, Box::new(block), id, false)?;
     }
-    Ok((bus, args))
+    if let Some(v) = &config.vsock {
+        let dev = Vsock::new(v.guest_cid, &v.uds_path)
+            .map_err(|e| BuildError::Device(format!("vsock {}: {e}", v.uds_path.display())))?;
+        set.devices.push(DeviceEntry {
+            id: "vsock".into(),
+            kind: "vsock",
+            metrics: dev.metrics(),
+        });
+        add_device(vm, mem, &mut set, Box::new(dev), "vsock".into(), true)?;
+    }
+    Ok(set)
+}
+
+/// Puts `device` in the next MMIO window with the next interrupt line; with
+/// `ioeventfd`, offers it an eventfd KVM signals on QueueNotify.
+fn add_device(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    set: &mut VirtioSet,
+    mut device: Box<dyn VirtioDevice>,
+    name: String,
+    ioeventfd: bool,
+) -> Result<(), BuildError> {
+    let i = set.transports.len();
+    let irq = VIRTIO_IRQ_BASE + i as u32;
+    let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
+    let evt = EventFd::new(libc::EFD_NONBLOCK)
+        .map_err(|e| BuildError::Device(format!("eventfd: {e}")))?;
+    vm.register_irqfd(&evt, irq)
+        .map_err(kvm_err("KVM_IRQFD (virtio)"))?;
+    if ioeventfd {
+        let notify = EventFd::new(libc::EFD_NONBLOCK)
+            .map_err(|e| BuildError::Device(format!("eventfd: {e}")))?;
+        let addr = IoEventAddress::Mmio(base + MmioTransport::QUEUE_NOTIFY_OFFSET);
+        // Without an ioeventfd (refused by this KVM) the transport serves
+        // QueueNotify on the vCPU thread instead.
+        if vm.register_ioevent(&notify, &addr, NoDatamatch).is_ok() {
+            let taken = match notify.try_clone() {
+                Ok(clone) => device.set_queue_notifier(clone),
+                Err(_) => false,
+            };
+            if !taken {
+                vm.unregister_ioevent(&notify, &addr, NoDatamatch)
+                    .map_err(kvm_err("KVM_IOEVENTFD (unregister)"))?;
+            }
+        }
+    }
+    let transport = Arc::new(Mutex::new(MmioTransport::new(
+        device,
+        mem.clone(),
+        Arc::new(IrqLine::new(evt)),
+    )));
+    set.bus.add(base, VIRTIO_MMIO_SIZE, transport.clone());
+    set.transports.push((name, transport));
+    set.cmdline_args
+        .push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
+    Ok(())
 }
 
 fn load_guest(

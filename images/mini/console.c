@@ -268,6 +268,29 @@ static void cmd_blk_flush(int argc, char **argv)
 	kputs("blk-flush: ok\n");
 }
 
+/* A stuck kernel, for testing the VMM's deadlines: spin with interrupts
+ * off (so the console and Ctrl-Alt-Del go unanswered) for SECONDS. */
+static void cmd_hang(int argc, char **argv)
+{
+	u64 secs;
+	if (argc != 2) {
+		kputs("error: usage: hang SECONDS\n");
+		return;
+	}
+	if (arg_u64(argv[1], &secs) < 0)
+		return;
+	if (secs > 86400) {
+		kputs("error: hang: at most 86400 seconds\n");
+		return;
+	}
+	irq_disable();
+	u64 end = clock_ns() + secs * 1000000000ul;
+	while (clock_ns() < end)
+		cpu_relax();
+	irq_enable();
+	kprintf("hang: done seconds=%lu\n", secs);
+}
+
 static void cmd_poweroff(int argc, char **argv)
 {
 	(void)argc, (void)argv;
@@ -314,6 +337,7 @@ static const struct command commands[] = {
 	{"blk-write", cmd_blk_write},
 	{"blk-verify", cmd_blk_verify},
 	{"blk-flush", cmd_blk_flush},
+	{"hang", cmd_hang},
 	{"poweroff", cmd_poweroff},
 	{"reboot", cmd_reboot},
 	{"panic", cmd_panic},

@@ -30,7 +30,7 @@ extern u64 gdt[];
 extern u64 pt0[512];
 extern char stack_guard[];
 extern const u64 exc_stubs[32];
-extern char irq_uart_stub[], irq_timer_stub[], irq_other_stub[], irq_ignore_stub[];
+extern char irq_uart_stub[], irq_kbd_stub[], irq_timer_stub[], irq_other_stub[], irq_ignore_stub[];
 
 static struct tss tss ALIGNED(16);
 static struct idt_gate idt[256] NOINIT ALIGNED(16);
@@ -75,6 +75,7 @@ void cpu_init(void)
 	for (int v = VEC_PIC_BASE; v < VEC_PIC_BASE + 16; v++)
 		set_gate(v, (u64)irq_ignore_stub, 0);
 	set_gate(VEC_UART, (u64)irq_uart_stub, 0);
+	set_gate(VEC_KBD, (u64)irq_kbd_stub, 0);
 	set_gate(VEC_TIMER, (u64)irq_timer_stub, 0);
 	set_gate(VEC_SPURIOUS, (u64)irq_ignore_stub, 0);
 	idt_desc.limit = sizeof(idt) - 1;

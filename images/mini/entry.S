@@ -210,6 +210,7 @@ exc_common:
 .endm
 
 IRQSTUB irq_uart_stub, uart_irq
+IRQSTUB irq_kbd_stub, kbd_irq
 IRQSTUB irq_timer_stub, irq_timer
 IRQSTUB irq_other_stub, irq_other
 

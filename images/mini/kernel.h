@@ -137,6 +137,10 @@ u32 cpus_online(void);
 void virtio_probe_all(const char *cmdline);
 u32 blk_count(void);
 
+/* kbd.c: the i8042 keyboard, for the VMM's Ctrl-Alt-Del (orderly shutdown) */
+void kbd_init(void);
+void kbd_irq(void);
+
 /* console.c */
 void shell_run_commands(const char *cmdline); /* minicloud.run; returns 0 if none */
 int cmdline_get_run(const char *cmdline, char *out, usize outsz);
@@ -146,9 +150,11 @@ void shell_exec(char *line);
 /* Interrupt vectors. */
 #define VEC_PIC_BASE 0x20 /* legacy 8259s remapped here, all masked */
 #define VEC_UART 0x34
+#define VEC_KBD 0x31
 #define VEC_TIMER 0x40
 #define VEC_SPURIOUS 0xff
 #define UART_IRQ 4
+#define KBD_IRQ 1
 
 #define KCODE64 0x08
 #define KDATA 0x10

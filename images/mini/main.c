@@ -18,6 +18,7 @@ NORETURN void kmain(u64 kind, u64 ptr)
 	smp_boot_aps();
 	virtio_probe_all(bootinfo.cmdline);
 	ioapic_route(UART_IRQ, VEC_UART, lapic_id());
+	kbd_init();
 	uart_enable_rx_irq();
 	irq_enable();
 	kprintf("cpus=%u memory_mib=%lu\n", cpus_online(), memory_mib());

@@ -4,17 +4,26 @@
 //! `Reader`/`Writer`, which refuse descriptors outside guest memory; data
 //! moves between the file and guest memory in bounded chunks, so a guest
 //! cannot make the VMM allocate more than one chunk per request.
+//!
+//! An optional [`RateLimiter`] caps bytes/s and requests/s: a request the
+//! limiter refuses stays in the ring, a timer is armed for when it will be
+//! allowed, and the device's event thread resumes the queue then, so the
+//! vCPU is never blocked by the limit.
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT, Reader, Writer};
 use vm_memory::GuestMemory;
 
 use super::{GuestMem, QueueError, VirtioDevice};
+use crate::metrics::DeviceMetrics;
+use crate::rate_limiter::RateLimiter;
 
 /// virtio device ID of a block device.
 pub const DEVICE_ID: u32 = 2;
@@ -46,20 +55,53 @@ const ID_BYTES: usize = 20;
 const CHUNK: usize = 64 * 1024;
 
 /// Counters a block device keeps (read by the metrics endpoint).
-#[derive(Debug, Default)]
-pub struct BlockMetrics {
-    /// Read requests completed.
-    pub reads: AtomicU64,
-    /// Bytes read.
-    pub read_bytes: AtomicU64,
-    /// Write requests completed.
-    pub writes: AtomicU64,
-    /// Bytes written.
-    pub write_bytes: AtomicU64,
-    /// Flushes.
-    pub flushes: AtomicU64,
-    /// Requests that failed (bad chain, out of range, I/O error, read-only).
-    pub errors: AtomicU64,
+pub type BlockMetrics = DeviceMetrics;
+
+/// Longest the device sleeps on a throttled queue before looking again
+/// (so a limit raised through the API takes effect within this).
+const MAX_THROTTLE_WAIT: Duration = Duration::from_millis(100);
+
+/// A non-blocking one-shot timer (timerfd).
+struct Timer(OwnedFd);
+
+impl Timer {
+    fn new() -> std::io::Result<Self> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Timer(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn arm(&self, after: Duration) {
+        let after = after.max(Duration::from_micros(50));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: valid timerfd and itimerspec; old value not wanted.
+        unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consumes an expiry, if any (never blocks).
+    fn clear(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: 8 writable bytes; non-blocking fd.
+        unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    }
 }
 
 /// A block device.
@@ -70,6 +112,8 @@ pub struct Block {
     id: [u8; ID_BYTES],
     queue_sizes: [u16; 1],
     metrics: Arc<BlockMetrics>,
+    limiter: Arc<Mutex<RateLimiter>>,
+    timer: Timer,
 }
 
 /// Why a request failed (the guest sees a status byte; the VMM counts it).
@@ -123,7 +167,33 @@ impl Block {
             id: id_bytes,
             queue_sizes: [QUEUE_SIZE],
             metrics: Arc::new(BlockMetrics::default()),
+            limiter: Arc::new(Mutex::new(RateLimiter::default())),
+            timer: Timer::new()?,
         })
+    }
+
+    /// The device's rate limiter (shared with the control API).
+    pub fn rate_limiter(&self) -> Arc<Mutex<RateLimiter>> {
+        self.limiter.clone()
+    }
+
+    /// Whether the limiter lets a request of `bytes` go now; if not, arms
+    /// the timer for when it may.
+    fn admit(&mut self, bytes: u64) -> bool {
+        let Ok(mut l) = self.limiter.lock() else {
+            return true;
+        };
+        if !l.is_limited() {
+            return true;
+        }
+        match l.try_consume(bytes) {
+            Ok(()) => true,
+            Err(wait) => {
+                self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+                self.timer.arm(wait.min(MAX_THROTTLE_WAIT));
+                false
+            }
+        }
     }
 
     /// The device's counters.
@@ -196,10 +266,7 @@ impl Block {
                 let len = writer.available_bytes();
                 let offset = self.check_range(sector, len)?;
                 self.copy_to_guest(offset, len, writer)?;
-                self.metrics.reads.fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .read_bytes
-                    .fetch_add(len as u64, Ordering::Relaxed);
+                self.metrics.read(len as u64);
                 Ok(len)
             }
             VIRTIO_BLK_T_OUT => {
@@ -209,17 +276,14 @@ impl Block {
                 let len = reader.available_bytes();
                 let offset = self.check_range(sector, len)?;
                 self.copy_from_guest(offset, len, reader)?;
-                self.metrics.writes.fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .write_bytes
-                    .fetch_add(len as u64, Ordering::Relaxed);
+                self.metrics.write(len as u64);
                 Ok(0)
             }
             VIRTIO_BLK_T_FLUSH => {
                 if !self.read_only {
                     self.file.sync_data()?;
                 }
-                self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+                self.metrics.flush_ops.fetch_add(1, Ordering::Relaxed);
                 Ok(0)
             }
             VIRTIO_BLK_T_GET_ID => {
@@ -328,17 +392,38 @@ impl VirtioDevice for Block {
         };
         let mut used_any = false;
         loop {
-            // Collect what is available first: the iterator borrows the queue.
-            let chains: Vec<_> = queue.iter(mem).map_err(ring)?.collect();
-            if chains.is_empty() {
+            let Some(chain) = queue.iter(mem).map_err(ring)?.next() else {
+                return Ok(used_any);
+            };
+            // The request's size for the limiter: every descriptor's length
+            // less the 16-byte header and the status byte.
+            let total: u64 = chain.clone().map(|d| u64::from(d.len())).sum();
+            if !self.admit(total.saturating_sub(17)) {
+                // Leave it in the ring; the timer brings us back.
+                queue.set_next_avail(queue.next_avail().wrapping_sub(1));
                 return Ok(used_any);
             }
-            for chain in chains {
-                let head = chain.head_index();
-                let len = self.handle_chain(mem, chain);
-                queue.add_used(mem, head, len).map_err(ring)?;
-                used_any = true;
-            }
+            let head = chain.head_index();
+            let len = self.handle_chain(mem, chain);
+            queue.add_used(mem, head, len).map_err(ring)?;
+            used_any = true;
+        }
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        Some(self.timer.0.as_raw_fd())
+    }
+
+    fn process_events(
+        &mut self,
+        queues: &mut [Queue],
+        mem: &GuestMem,
+        active: bool,
+    ) -> Result<u32, QueueError> {
+        self.timer.clear();
+        match queues.first_mut() {
+            Some(q) if active && q.ready() => Ok(u32::from(self.process_queue(0, q, mem)?)),
+            _ => Ok(0),
         }
     }
 }

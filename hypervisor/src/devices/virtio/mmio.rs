@@ -2,13 +2,18 @@
 //!
 //! Written by hand: rust-vmm publishes queues (virtio-queue) but no
 //! device-side MMIO transport crate. Queue notifications are served
-//! synchronously on the vCPU thread that wrote QueueNotify.
+//! synchronously on the vCPU thread that wrote QueueNotify, unless the
+//! device took an ioeventfd for them (then KVM signals it without leaving
+//! the kernel, and the device's event thread serves them).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use virtio_queue::{Queue, QueueT};
 
-use super::{GuestMem, INT_CONFIG, INT_USED_RING, IrqLine, VIRTIO_F_VERSION_1, VirtioDevice};
+use super::{
+    GuestMem, INT_CONFIG, INT_USED_RING, IrqLine, QueueError, VIRTIO_F_VERSION_1, VirtioDevice,
+};
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
 const VERSION: u32 = 2;
@@ -94,6 +99,58 @@ impl MmioTransport {
     /// The device's status register (for tests and metrics).
     pub fn status(&self) -> u32 {
         self.status
+    }
+
+    /// Offset of the QueueNotify register in the window (for ioeventfds).
+    pub const QUEUE_NOTIFY_OFFSET: u64 = reg::QUEUE_NOTIFY;
+
+    /// The device behind this transport.
+    pub fn device(&self) -> &dyn VirtioDevice {
+        self.device.as_ref()
+    }
+
+    /// The device behind this transport, mutably (set-up only).
+    pub fn device_mut(&mut self) -> &mut dyn VirtioDevice {
+        self.device.as_mut()
+    }
+
+    fn active(&self) -> bool {
+        self.status & STATUS_DRIVER_OK != 0
+            && self.status & (STATUS_NEEDS_RESET | STATUS_FAILED) == 0
+    }
+
+    /// Runs the device's own events (see [`VirtioDevice::process_events`])
+    /// and raises the interrupt for queues that got used buffers.
+    pub fn run_events(&mut self) {
+        let active = self.active();
+        match self
+            .device
+            .process_events(&mut self.queues, &self.mem, active)
+        {
+            Ok(mask) => self.interrupt_for(mask),
+            Err(e) => self.needs_reset(&e),
+        }
+    }
+
+    fn interrupt_for(&mut self, mask: u32) {
+        let mut notify = false;
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            if i < 32 && mask & (1 << i) != 0 {
+                notify |= q.needs_notification(&self.mem).unwrap_or(true);
+            }
+        }
+        if notify {
+            self.irq.signal(INT_USED_RING);
+        }
+    }
+
+    fn needs_reset(&mut self, e: &QueueError) {
+        eprintln!(
+            "minicloud-vmm: virtio device {}: {e}; device needs reset",
+            self.device.device_type()
+        );
+        self.status |= STATUS_NEEDS_RESET;
+        self.irq.signal(INT_CONFIG);
     }
 
     fn offered(&self) -> u64 {
@@ -262,16 +319,47 @@ impl MmioTransport {
                 }
             }
             Ok(false) => {}
-            Err(e) => {
-                eprintln!(
-                    "minicloud-vmm: virtio device {}: {e}; device needs reset",
-                    self.device.device_type()
-                );
-                self.status |= STATUS_NEEDS_RESET;
-                self.irq.signal(INT_CONFIG);
-            }
+            Err(e) => self.needs_reset(&e),
         }
     }
+}
+
+/// Starts the event thread of the device behind `transport`, if it has an
+/// [`VirtioDevice::event_fd`]: it waits for the fd to become readable and
+/// runs [`MmioTransport::run_events`] under the transport's lock.
+pub fn spawn_event_thread(
+    transport: Arc<Mutex<MmioTransport>>,
+    name: String,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    let fd = match transport.lock() {
+        Ok(t) => t.device.event_fd(),
+        Err(_) => None,
+    };
+    let Some(fd) = fd else { return Ok(None) };
+    let handle = std::thread::Builder::new().name(name).spawn(move || {
+        loop {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; the fd stays open as long as the
+            // device, which the transport (held by this thread) owns.
+            let rc = unsafe { libc::poll(&mut pfd, 1, 1000) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            match transport.lock() {
+                Ok(mut t) => t.run_events(),
+                Err(_) => return,
+            }
+        }
+    })?;
+    Ok(Some(handle))
 }
 
 #[cfg(test)]

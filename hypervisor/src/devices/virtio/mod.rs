@@ -4,10 +4,20 @@
 //! to the guest through the virtio-mmio version 2 register layout. Queues are
 //! `virtio_queue::Queue`, so descriptor and ring handling (and its checks
 //! against guest memory) comes from rust-vmm.
+//!
+//! Two ways work reaches a device: a guest QueueNotify served on the vCPU
+//! thread ([`VirtioDevice::process_queue`]), and, for devices with work of
+//! their own (host sockets, a rate limiter's timer, queue notifications
+//! delivered by KVM through an ioeventfd), an event thread per device that
+//! waits on [`VirtioDevice::event_fd`] and calls
+//! [`VirtioDevice::process_events`] ([`mmio::spawn_event_thread`]). Both run
+//! under the transport's lock, so a device never sees two at once.
 
 pub mod block;
 pub mod mmio;
+pub mod vsock;
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use virtio_queue::Queue;
@@ -97,4 +107,29 @@ pub trait VirtioDevice: Send {
     ) -> Result<bool, QueueError>;
     /// The driver reset the device.
     fn reset(&mut self) {}
+    /// A file descriptor that becomes readable when the device has work of
+    /// its own (an epoll set, a timer); `None`: the device only works when
+    /// notified.
+    fn event_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// Called on the device's event thread when [`VirtioDevice::event_fd`]
+    /// is readable. `active` says whether the driver is running (queues set
+    /// up, DRIVER_OK); a device must consume its events either way (the fd
+    /// is level-triggered). Returns a bit mask of the queues that got used
+    /// buffers.
+    fn process_events(
+        &mut self,
+        _queues: &mut [Queue],
+        _mem: &GuestMem,
+        _active: bool,
+    ) -> Result<u32, QueueError> {
+        Ok(0)
+    }
+    /// Hands the device the eventfd KVM signals when the guest writes
+    /// QueueNotify (an ioeventfd); a device that accepts it serves those
+    /// notifications from its event thread and returns true.
+    fn set_queue_notifier(&mut self, _evt: EventFd) -> bool {
+        false
+    }
 }

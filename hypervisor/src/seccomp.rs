@@ -1,0 +1,1 @@
+//! Per-thread system-call filters (placeholder until the filters land).
