@@ -251,11 +251,11 @@ fn main() -> ExitCode {
         eprintln!("minicloud-vmm: SIGTERM thread: {e}");
         return ExitCode::from(1);
     }
-    if let Some(path) = &args.api_sock {
-        if let Err(e) = hypervisor::api::start(path, control.clone()) {
-            eprintln!("minicloud-vmm: API socket {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
+    if let Some(path) = &args.api_sock
+        && let Err(e) = hypervisor::api::start(path, control.clone())
+    {
+        eprintln!("minicloud-vmm: API socket {}: {e}", path.display());
+        return ExitCode::from(1);
     }
     let _ = args.no_seccomp;
     let exit = vm.run();

@@ -316,10 +316,10 @@ fn create_virtio_devices(
         let block = Block::new(file, disk.read_only, disk.id.as_deref())
             .map_err(|e| BuildError::Device(format!("disk {}: {e}", disk.path.display())))?;
         let limiter = block.rate_limiter();
-        if let Some(rl) = &disk.rate_limiter {
-            if let Ok(mut l) = limiter.lock() {
-                *l = RateLimiter::new(rl);
-            }
+        if let Some(rl) = &disk.rate_limiter
+            && let Ok(mut l) = limiter.lock()
+        {
+            *l = RateLimiter::new(rl);
         }
         let id = format!("disk{i}");
         set.devices.push(DeviceEntry {

@@ -24,7 +24,7 @@ static void cmd_help(int argc, char **argv)
 {
 	(void)argc, (void)argv;
 	kputs("commands: help info echo cpu-burn mem-test blk-read blk-write blk-verify blk-flush "
-	      "poweroff reboot panic\n");
+	      "hang poweroff reboot panic\n");
 }
 
 static void cmd_info(int argc, char **argv)

@@ -83,10 +83,10 @@ impl I8042 {
     }
 
     fn raise(&self) {
-        if self.ctr & CTR_KBD_INT != 0 {
-            if let Some(t) = &self.kbd_irq {
-                let _ = t.trigger();
-            }
+        if self.ctr & CTR_KBD_INT != 0
+            && let Some(t) = &self.kbd_irq
+        {
+            let _ = t.trigger();
         }
     }
 

@@ -599,10 +599,11 @@ impl Vsock {
                 self.reset(key);
             }
         }
-        if let Some(c) = self.conns.get(&key) {
-            if !could_read && c.wants_read() {
-                self.mark_rx_ready(key);
-            }
+        if let Some(c) = self.conns.get(&key)
+            && !could_read
+            && c.wants_read()
+        {
+            self.mark_rx_ready(key);
         }
     }
 
@@ -631,11 +632,11 @@ impl Vsock {
     }
 
     fn mark_rx_ready(&mut self, key: Key) {
-        if let Some(c) = self.conns.get_mut(&key) {
-            if !c.in_rx_ready {
-                c.in_rx_ready = true;
-                self.rx_ready.push_back(key);
-            }
+        if let Some(c) = self.conns.get_mut(&key)
+            && !c.in_rx_ready
+        {
+            c.in_rx_ready = true;
+            self.rx_ready.push_back(key);
         }
     }
 
@@ -867,15 +868,17 @@ impl Vsock {
             return Ok(0);
         }
         let mut mask = 0;
-        if let Some(q) = queues.get_mut(TXQ) {
-            if q.ready() && self.process_tx(q, mem)? {
-                mask |= 1 << TXQ;
-            }
+        if let Some(q) = queues.get_mut(TXQ)
+            && q.ready()
+            && self.process_tx(q, mem)?
+        {
+            mask |= 1 << TXQ;
         }
-        if let Some(q) = queues.get_mut(RXQ) {
-            if q.ready() && self.process_rx(q, mem)? {
-                mask |= 1 << RXQ;
-            }
+        if let Some(q) = queues.get_mut(RXQ)
+            && q.ready()
+            && self.process_rx(q, mem)?
+        {
+            mask |= 1 << RXQ;
         }
         self.update_all_interest();
         Ok(mask)
