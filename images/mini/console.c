@@ -2,6 +2,7 @@
  * minicloud.run= on the command line. Output formats are a contract:
  * see images/README.md. */
 #include "virtio.h"
+#include "vsock.h"
 
 #define LINE_MAX 256
 #define MAX_ARGS 16
@@ -24,7 +25,7 @@ static void cmd_help(int argc, char **argv)
 {
 	(void)argc, (void)argv;
 	kputs("commands: help info echo cpu-burn mem-test blk-read blk-write blk-verify blk-flush "
-	      "hang poweroff reboot panic\n");
+	      "vsock-send vsock-recv vsock-echo vsock-req vsock-ping hang poweroff reboot panic\n");
 }
 
 static void cmd_info(int argc, char **argv)
@@ -337,6 +338,11 @@ static const struct command commands[] = {
 	{"blk-write", cmd_blk_write},
 	{"blk-verify", cmd_blk_verify},
 	{"blk-flush", cmd_blk_flush},
+	{"vsock-send", vsock_cmd_send},
+	{"vsock-recv", vsock_cmd_recv},
+	{"vsock-echo", vsock_cmd_echo},
+	{"vsock-req", vsock_cmd_req},
+	{"vsock-ping", vsock_cmd_ping},
 	{"hang", cmd_hang},
 	{"poweroff", cmd_poweroff},
 	{"reboot", cmd_reboot},

@@ -28,7 +28,7 @@
 
 static const struct virtio_driver drivers[] = {
 	{2, "virtio-blk", virtio_blk_probe},
-	/* {19, "virtio-vsock", virtio_vsock_probe}, */
+	{19, "virtio-vsock", virtio_vsock_probe},
 };
 
 static struct virtio_dev devices[VIRTIO_MAX_DEVICES];

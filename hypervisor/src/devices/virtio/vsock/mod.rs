@@ -91,6 +91,9 @@ struct Conn {
     since: Instant,
     /// Guest-to-host bytes not yet written to the host socket.
     tx_buf: VecDeque<u8>,
+    /// Bytes at the front of `tx_buf` that are the device's own (the `OK`
+    /// line), not guest data: they do not count in `fwd_cnt`.
+    tx_own: usize,
     /// Bytes of guest data written to the host socket, ever (wrapping).
     fwd_cnt: u32,
     /// `fwd_cnt` as last told to the guest.
@@ -122,6 +125,7 @@ impl Conn {
             state,
             since: Instant::now(),
             tx_buf: VecDeque::new(),
+            tx_own: 0,
             fwd_cnt: 0,
             fwd_cnt_sent: 0,
             rx_cnt: 0,
@@ -504,9 +508,9 @@ impl Vsock {
                 Ok(0) => break,
                 Ok(n) => {
                     c.tx_buf.drain(..n);
-                    if c.state == State::Established {
-                        c.fwd_cnt = c.fwd_cnt.wrapping_add(n as u32);
-                    }
+                    let own = n.min(c.tx_own);
+                    c.tx_own -= own;
+                    c.fwd_cnt = c.fwd_cnt.wrapping_add((n - own) as u32);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -569,6 +573,7 @@ impl Vsock {
                 c.since = Instant::now();
                 let ok = format!("OK {}\n", key.0);
                 c.tx_buf.extend(ok.as_bytes());
+                c.tx_own += ok.len();
                 self.flush_tx(key);
             }
             (State::Connecting, OP_RST) => self.remove(key),
