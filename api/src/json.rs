@@ -53,10 +53,19 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
+        // A missing or unknown field is reported at its parent's path; name
+        // the field itself.
+        let text = inner.to_string();
+        let named = ["missing field `", "unknown field `"].iter().find_map(|p| {
+            text.split_once(p)
+                .and_then(|(_, rest)| rest.split_once('`'))
+                .map(|(f, _)| f.to_string())
+        });
+        let field = match (path.as_str(), named) {
+            (".", Some(f)) => f,
+            (".", None) => "body".to_string(),
+            (p, Some(f)) => format!("{p}.{f}"),
+            (p, None) => p.to_string(),
         };
         let status = if inner.is_syntax() || inner.is_eof() {
             StatusCode::BAD_REQUEST

@@ -54,7 +54,7 @@ async fn bootstrap(store: &Store, opts: &ServeOptions) -> anyhow::Result<()> {
     if projects::admin(&store.pool).await?.is_some() {
         return Ok(());
     }
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.write().await?;
     let quotas = projects::Quotas {
         max_instances: 1000,
         max_vcpus: 4096,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hypervisor::config::{BootProtocol, ConsoleConfig, DiskConfig, VmConfig};
+use hypervisor::config::VmConfig;
 use hypervisor::probe::HostCapability;
 use scheduler::{PlacementError, PlacementRequest, Scheduler};
 use tokio::sync::broadcast;
@@ -153,7 +153,7 @@ impl Compute {
         new_state: &str,
         reason: Option<&str>,
     ) -> ApiResult<()> {
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write().await?;
         instances::set_state(&mut tx, &inst.id, new_state, reason).await?;
         let ev = events::append(
             &mut tx,
@@ -225,7 +225,7 @@ impl Compute {
             ));
         }
         let _guard = self.launch_lock.lock().await;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write().await?;
         let (count, vcpus, mem) = instances::usage(&mut tx, &project.id).await?;
         let q = project.quotas;
         let over = [
@@ -331,35 +331,35 @@ impl Compute {
         if let Err(e) = &result {
             tracing::warn!(instance = %id, error = %e.message, "start failed");
             self.scheduler.release(&id);
-            if let Ok(Some(inst)) = instances::get_any(&self.store.pool, &id).await {
-                if inst.deleted_at.is_none() {
-                    let mut tx = match self.store.pool.begin().await {
-                        Ok(t) => t,
-                        Err(_) => return,
-                    };
-                    let _ = instances::set_ended(
-                        &mut tx,
-                        &id,
-                        state::FAILED,
-                        Some(&e.message),
-                        None,
-                        now_ms(),
-                    )
-                    .await;
-                    let ev = events::append(
-                        &mut tx,
-                        &inst.project_id,
-                        "instance.state",
-                        &id,
-                        Some(state::FAILED),
-                        Some(&e.message),
-                    )
-                    .await;
-                    if tx.commit().await.is_ok() {
-                        if let Ok(ev) = ev {
-                            let _ = self.events.send(ev);
-                        }
-                    }
+            if let Ok(Some(inst)) = instances::get_any(&self.store.pool, &id).await
+                && inst.deleted_at.is_none()
+            {
+                let mut tx = match self.store.write().await {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+                let _ = instances::set_ended(
+                    &mut tx,
+                    &id,
+                    state::FAILED,
+                    Some(&e.message),
+                    None,
+                    now_ms(),
+                )
+                .await;
+                let ev = events::append(
+                    &mut tx,
+                    &inst.project_id,
+                    "instance.state",
+                    &id,
+                    Some(state::FAILED),
+                    Some(&e.message),
+                )
+                .await;
+                if tx.commit().await.is_ok()
+                    && let Ok(ev) = ev
+                {
+                    let _ = self.events.send(ev);
                 }
             }
         }
@@ -381,7 +381,7 @@ impl Compute {
                 inst.memory_mib as u64,
                 inst.cpu_policy == "dedicated",
             ))?;
-            let mut tx = self.store.pool.begin().await?;
+            let mut tx = self.store.write().await?;
             instances::set_placement(
                 &mut tx,
                 id,
@@ -405,7 +405,7 @@ impl Compute {
         let spawned = process::spawn(&self.vmm, &dir, &config)
             .map_err(|e| ApiError::internal("starting the VMM", e))?;
         let started_at = now_ms();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write().await?;
         instances::set_running(
             &mut tx,
             id,
@@ -462,33 +462,27 @@ impl Compute {
                 std::fs::create_dir_all(&dir.0).map_err(|e| ApiError::internal("vm dir", e))?;
                 std::fs::copy(rootfs, &root).map_err(|e| ApiError::internal("root disk", e))?;
             }
-            disks.push(DiskConfig {
-                path: root,
-                read_only: false,
-                id: Some("root".into()),
-            });
+            disks.push(serde_json::json!({ "path": root, "read_only": false, "id": "root" }));
         }
         let (cpu_affinity, vcpu_cpus) = match (inst.cpu_policy.as_str(), &inst.cpus) {
             ("dedicated", Some(c)) => (None, Some(c.clone())),
             (_, Some(c)) if !c.is_empty() => (Some(c.clone()), None),
             _ => (None, None),
         };
-        Ok(VmConfig {
-            kernel: PathBuf::from(&image.kernel),
-            initrd: None,
-            cmdline,
-            vcpus: inst.vcpus as u32,
-            memory_mib: inst.memory_mib as u64,
-            disks,
-            console: ConsoleConfig {
-                log: Some(dir.console_log()),
-                socket: Some(dir.console_sock()),
-                stdin: Some(false),
-            },
-            cpu_affinity,
-            vcpu_cpus,
-            boot: BootProtocol::Linux64,
-        })
+        // Built through serde so that fields the VMM adds later keep their
+        // defaults.
+        let config = serde_json::json!({
+            "kernel": image.kernel,
+            "cmdline": cmdline,
+            "vcpus": inst.vcpus,
+            "memory_mib": inst.memory_mib,
+            "disks": disks,
+            "console": { "log": dir.console_log(), "socket": dir.console_sock(), "stdin": false },
+            "cpu_affinity": cpu_affinity,
+            "vcpu_cpus": vcpu_cpus,
+            "boot": "linux64",
+        });
+        serde_json::from_value::<VmConfig>(config).map_err(|e| ApiError::internal("VMM config", e))
     }
 
     /// The VMM of `id` ended: settle the instance with the real end time.
@@ -549,7 +543,7 @@ impl Compute {
         ended_at: i64,
     ) {
         let result = async {
-            let mut tx = self.store.pool.begin().await?;
+            let mut tx = self.store.write().await?;
             instances::set_ended(&mut tx, &inst.id, new_state, Some(reason), status, ended_at)
                 .await?;
             let ev = events::append(
@@ -597,7 +591,7 @@ impl Compute {
                 ),
             ));
         }
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write().await?;
         let op = operations::create(&mut tx, &inst.project_id, kind, &inst.id).await?;
         tx.commit().await?;
         if let Ok(mut s) = self.stop_requested.lock() {
@@ -649,7 +643,7 @@ impl Compute {
             inst.memory_mib as u64,
             inst.cpu_policy == "dedicated",
         ))?;
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write().await?;
         instances::set_placement(
             &mut tx,
             &inst.id,
@@ -715,7 +709,7 @@ impl Compute {
             let _ = self.wait_settled(&inst.id, Duration::from_secs(5)).await;
         }
         self.scheduler.release(&inst.id);
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.write().await?;
         instances::mark_deleted(&mut tx, &inst.id).await?;
         let ev = events::append(
             &mut tx,
@@ -761,10 +755,9 @@ impl Compute {
                 .allocation
                 .as_deref()
                 .and_then(|a| serde_json::from_str(a).ok())
+                && let Err(e) = self.scheduler.restore(&alloc)
             {
-                if let Err(e) = self.scheduler.restore(&alloc) {
-                    tracing::warn!(instance = %inst.id, error = %e, "could not restore allocation");
-                }
+                tracing::warn!(instance = %inst.id, error = %e, "could not restore allocation");
             }
             let dir = self.vm_dir(&inst.id);
             let pid = match (inst.pid, inst.pid_starttime) {
@@ -775,7 +768,7 @@ impl Compute {
                 Some((pid, start)) if process::is_alive(pid, start) => {
                     tracing::info!(instance = %inst.id, pid, "reattached to a running VMM");
                     if inst.state == state::STARTING {
-                        let mut tx = self.store.pool.begin().await?;
+                        let mut tx = self.store.write().await?;
                         instances::set_running(
                             &mut tx,
                             &inst.id,

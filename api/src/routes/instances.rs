@@ -117,23 +117,23 @@ fn validate(req: &LaunchRequest) -> ApiResult<()> {
             format!("must be 16 to 1048576, got {}", req.memory_mib),
         ));
     }
-    if let Some(c) = &req.cmdline {
-        if c.len() > 2048 || c.contains('\0') || c.contains('\n') {
-            return Err(ApiError::invalid("cmdline", "at most 2048 bytes, one line"));
-        }
+    if let Some(c) = &req.cmdline
+        && (c.len() > 2048 || c.contains('\0') || c.contains('\n'))
+    {
+        return Err(ApiError::invalid("cmdline", "at most 2048 bytes, one line"));
     }
-    if let Some(r) = &req.run {
-        if r.is_empty() || r.len() > 1024 || r.contains(['"', '\0', '\n']) {
-            return Err(ApiError::invalid(
-                "run",
-                "1-1024 bytes, one line, no double quotes",
-            ));
-        }
+    if let Some(r) = &req.run
+        && (r.is_empty() || r.len() > 1024 || r.contains(['"', '\0', '\n']))
+    {
+        return Err(ApiError::invalid(
+            "run",
+            "1-1024 bytes, one line, no double quotes",
+        ));
     }
-    if let Some(u) = &req.user_data {
-        if u.len() > 16384 {
-            return Err(ApiError::invalid("user_data", "at most 16 KiB"));
-        }
+    if let Some(u) = &req.user_data
+        && u.len() > 16384
+    {
+        return Err(ApiError::invalid("user_data", "at most 16 KiB"));
     }
     match req.cpu_policy.as_deref() {
         None | Some("shared") | Some("dedicated") => Ok(()),
@@ -341,10 +341,10 @@ where
             }
             loop {
                 let mut buf = Vec::new();
-                if let Ok(mut f) = tokio::fs::File::open(&path).await {
-                    if f.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
-                        let _ = f.read_to_end(&mut buf).await;
-                    }
+                if let Ok(mut f) = tokio::fs::File::open(&path).await
+                    && f.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
+                {
+                    let _ = f.read_to_end(&mut buf).await;
                 }
                 if !buf.is_empty() {
                     offset += buf.len() as u64;

@@ -113,7 +113,7 @@ pub async fn create(
             format!("a project named {n:?} exists"),
         ));
     }
-    let mut tx = st.store.pool.begin().await?;
+    let mut tx = st.store.write().await?;
     let project = projects::create(&mut tx, n, false, quotas).await?;
     let token = tokens::create(&mut tx, &project.id, "initial").await?;
     tx.commit().await?;

@@ -32,6 +32,14 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
+    /// Begins a write transaction. `BEGIN IMMEDIATE` takes SQLite's write
+    /// lock up front (waiting up to the busy timeout), so concurrent
+    /// writers queue instead of failing with `SQLITE_BUSY_SNAPSHOT` when a
+    /// read transaction tries to upgrade.
+    pub async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Opens (creating if needed) the database file and runs migrations.
     pub async fn open(path: &Path) -> Result<Store, sqlx::Error> {
         let url = format!("sqlite://{}", path.display());
