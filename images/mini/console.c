@@ -24,7 +24,7 @@ static int arg_u64(const char *s, u64 *v)
 static void cmd_help(int argc, char **argv)
 {
 	(void)argc, (void)argv;
-	kputs("commands: help info echo cpu-burn mem-test blk-read blk-write blk-verify blk-flush "
+	kputs("commands: help info echo cpu-burn mem-test blk-read blk-write blk-verify blk-flush blk-bench "
 	      "vsock-send vsock-recv vsock-echo vsock-req vsock-ping hang poweroff reboot panic\n");
 }
 
@@ -244,6 +244,50 @@ static void cmd_blk_read(int argc, char **argv)
 	kputs("\n");
 }
 
+/* blk-bench DISK read|write REQ_SECTORS TOTAL_SECTORS: requests of
+ * REQ_SECTORS (1..64) back to back from sector 0 (wrapping at the end of
+ * the disk), no pattern work, timed. */
+static void cmd_blk_bench(int argc, char **argv)
+{
+	u64 d, req, total;
+	if (argc != 5 || (strcmp(argv[2], "read") != 0 && strcmp(argv[2], "write") != 0)) {
+		kputs("error: usage: blk-bench DISK read|write REQ_SECTORS TOTAL_SECTORS\n");
+		return;
+	}
+	if (arg_u64(argv[1], &d) < 0 || arg_u64(argv[3], &req) < 0 || arg_u64(argv[4], &total) < 0)
+		return;
+	int write = argv[2][0] == 'w';
+	const struct blk_info *bi = d < blk_count() ? blk_get((u32)d) : NULL;
+	if (!bi) {
+		kprintf("error: no disk %lu (disks=%u)\n", d, blk_count());
+		return;
+	}
+	if (req == 0 || req > BLK_MAX_SECTORS_PER_REQ || req > bi->capacity) {
+		kprintf("error: blk-bench: REQ_SECTORS must be 1..%u and fit the disk\n",
+			BLK_MAX_SECTORS_PER_REQ);
+		return;
+	}
+	u64 reqs = (total + req - 1) / req, sector = 0;
+	u64 t0 = clock_ns();
+	for (u64 i = 0; i < reqs; i++) {
+		if (sector + req > bi->capacity)
+			sector = 0;
+		u8 st;
+		if (blk_io((u32)d, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, sector, blk_buffer,
+			   (u32)req * 512, &st) < 0 || st != 0) {
+			kprintf("blk-bench: error disk=%lu request=%lu\n", d, i);
+			return;
+		}
+		sector += req;
+	}
+	u64 ns = clock_ns() - t0;
+	if (!ns)
+		ns = 1;
+	u64 bytes = reqs * req * 512;
+	kprintf("blk-bench: op=%s req_bytes=%lu reqs=%lu ms=%lu kib_s=%lu iops=%lu\n", argv[2],
+		req * 512, reqs, ns / 1000000, bytes * 1000000000ul / 1024 / ns, reqs * 1000000000ul / ns);
+}
+
 static void cmd_blk_flush(int argc, char **argv)
 {
 	u64 d;
@@ -338,6 +382,7 @@ static const struct command commands[] = {
 	{"blk-write", cmd_blk_write},
 	{"blk-verify", cmd_blk_verify},
 	{"blk-flush", cmd_blk_flush},
+	{"blk-bench", cmd_blk_bench},
 	{"vsock-send", vsock_cmd_send},
 	{"vsock-recv", vsock_cmd_recv},
 	{"vsock-echo", vsock_cmd_echo},
