@@ -31,10 +31,8 @@ fn a_million_records_round_trip_exactly() {
         let mut total = 0;
         for p in 0..4u32 {
             let recs = common::read_all(s, "p1", "big", p);
-            let mut expect_off = 0;
-            for r in recs {
-                assert_eq!(r.offset, expect_off, "offsets are dense");
-                expect_off += 1;
+            for (expect_off, r) in recs.into_iter().enumerate() {
+                assert_eq!(r.offset, expect_off as u64, "offsets are dense");
                 let v = r.value.expect("value");
                 let i: usize = std::str::from_utf8(&v)
                     .expect("utf8")

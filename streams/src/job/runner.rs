@@ -25,6 +25,11 @@ use crate::record::{Header, ProduceRecord, Record};
 use crate::service::Streams;
 use crate::topic::{Topic, TopicConfig};
 
+/// Environment variable for crash tests: when set to N, a job task aborts
+/// the process right after its N-th output write and before the matching
+/// checkpoint.
+pub const ABORT_AFTER_OUTPUT_ENV: &str = "STREAMS_FAULT_ABORT_AFTER_OUTPUT_WRITES";
+
 /// The changelog topic of a job.
 pub fn changelog_topic(job: &str) -> String {
     format!("{job}-changelog")
@@ -518,6 +523,13 @@ async fn run_task(
         max_records: spec.batch_records,
         max_bytes: 8 << 20,
     };
+    // Fault injection for the crash tests: abort the whole process right
+    // after the N-th output write, before its checkpoint (as a kill -9
+    // landing there would).
+    let abort_after: Option<u64> = std::env::var(ABORT_AFTER_OUTPUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut output_writes = 0u64;
     loop {
         if stop.flag.load(Ordering::Acquire) {
             return Ok(());
@@ -553,6 +565,10 @@ async fn run_task(
         cp.input_offset = fetched.next_offset;
         if !outputs.is_empty() {
             s.produce(project, &spec.output, &outputs, None)?;
+            output_writes += 1;
+            if abort_after == Some(output_writes) {
+                std::process::abort();
+            }
         }
         cp.out_ends = output_ends(&output);
         let batch = state.changelog_batch(&cp, p);
