@@ -62,7 +62,7 @@ struct Args {
     /// power off before stopping it.
     #[arg(long, default_value_t = 10.0)]
     shutdown_timeout: f64,
-    /// Run without seccomp filters (debugging only).
+    /// Run without the per-thread seccomp filters (debugging only).
     #[arg(long)]
     no_seccomp: bool,
     /// Write the console to this file instead of stdout.
@@ -176,6 +176,7 @@ fn watch_sigterm(control: Arc<VmControl>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            hypervisor::seccomp::install_or_die(hypervisor::seccomp::ThreadKind::Signals);
             loop {
                 // SAFETY: as in `block_sigterm`; sigwait only writes `sig`.
                 let sig = unsafe {
@@ -218,6 +219,7 @@ fn main() -> ExitCode {
         eprintln!("minicloud-vmm: blocking SIGTERM: {e}");
         return ExitCode::from(1);
     }
+    hypervisor::seccomp::set_enabled(!args.no_seccomp);
     let config = match config_from(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -246,6 +248,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Set-up is done (devices open, memory mapped): nothing this process
+    // runs from now on may gain privileges.
+    if let Err(e) = hypervisor::seccomp::no_new_privs() {
+        eprintln!("minicloud-vmm: PR_SET_NO_NEW_PRIVS: {e}");
+        return ExitCode::from(1);
+    }
     let control = vm.controller(Duration::from_secs_f64(args.shutdown_timeout));
     if let Err(e) = watch_sigterm(control.clone()) {
         eprintln!("minicloud-vmm: SIGTERM thread: {e}");
@@ -257,7 +265,6 @@ fn main() -> ExitCode {
         eprintln!("minicloud-vmm: API socket {}: {e}", path.display());
         return ExitCode::from(1);
     }
-    let _ = args.no_seccomp;
     let exit = vm.run();
     use std::io::Write;
     let _ = std::io::stdout().flush();

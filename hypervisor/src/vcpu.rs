@@ -70,6 +70,11 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
         )));
         return;
     }
+    if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Vcpu) {
+        ctx.exit
+            .report(VmExit::VmmError(format!("vCPU {}: {e}", ctx.id)));
+        return;
+    }
     ctx.gate.enter(vcpu.get_kvm_run());
     run_loop(&mut vcpu, &ctx);
     ctx.gate.leave();

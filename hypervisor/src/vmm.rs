@@ -264,6 +264,10 @@ impl Vm {
                 break;
             }
         }
+        // The main thread only waits from here on (then records the end).
+        if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Main) {
+            self.exit.report(VmExit::VmmError(e.to_string()));
+        }
         self.exit.wait()
     }
 }

@@ -5,10 +5,15 @@
 mod common;
 mod http_client;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
 use http_client::*;
+
+/// The measurements run one at a time: three emulated guests at once on a
+/// two-core host would measure the host, not the limiter.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn disk(dir: &tempfile::TempDir) -> String {
     let img = dir.path().join("d.img");
@@ -41,34 +46,38 @@ fn assert_within(measured: f64, limit: f64, what: &str) {
 // host (thousands of requests/s, tens of MiB/s), so the limiter is what
 // sets the pace. With a full bucket of B at the start, N tokens take
 // (N - B) / rate seconds: the rate the guest sees over that time is the
-// limit.
+// limit. The bucket also absorbs the host's scheduling hiccups (tokens
+// that accrue while the guest is descheduled are kept up to the burst).
 
 #[test]
 fn bandwidth_limit_holds_within_ten_percent() {
+    let _one = SERIAL.lock();
     let dir = tempfile::tempdir().expect("tmp");
-    // 512 KiB of 32 KiB writes at 256 KiB/s with a 64 KiB burst: 1.75 s.
-    let spec = format!("{},bw=256K,bw_burst=64K", disk(&dir));
-    let o = run_mini(&["--disk", &spec], "blk-bench 0 write 64 1024");
+    // 640 KiB of 32 KiB writes at 256 KiB/s with a 128 KiB burst: 2 s.
+    let spec = format!("{},bw=256K,bw_burst=128K", disk(&dir));
+    let o = run_mini(&["--disk", &spec], "blk-bench 0 write 64 1280");
     assert_status(&o, 0);
     let ms = bench_value(&stdout(&o), "ms");
-    let rate = (512.0 - 64.0) / (ms / 1000.0);
+    let rate = (640.0 - 128.0) / (ms / 1000.0);
     assert_within(rate, 256.0, "write KiB/s past the burst");
 }
 
 #[test]
 fn iops_limit_holds_within_ten_percent() {
+    let _one = SERIAL.lock();
     let dir = tempfile::tempdir().expect("tmp");
-    // 100 reads of 4 KiB at 50/s with a burst of 4: 1.92 s.
-    let spec = format!("{},iops=50,iops_burst=4", disk(&dir));
-    let o = run_mini(&["--disk", &spec], "blk-bench 0 read 8 800");
+    // 110 reads of 4 KiB at 50/s with a burst of 10: 2 s.
+    let spec = format!("{},iops=50,iops_burst=10", disk(&dir));
+    let o = run_mini(&["--disk", &spec], "blk-bench 0 read 8 880");
     assert_status(&o, 0);
     let ms = bench_value(&stdout(&o), "ms");
-    let rate = (100.0 - 4.0) / (ms / 1000.0);
+    let rate = (110.0 - 10.0) / (ms / 1000.0);
     assert_within(rate, 50.0, "read IOPS past the burst");
 }
 
 #[test]
 fn limits_change_through_the_api_on_a_running_vm() {
+    let _one = SERIAL.lock();
     let dir = tempfile::tempdir().expect("tmp");
     let spec = format!("{},id=data,bw=256K,bw_burst=32K", disk(&dir));
     let sock = dir.path().join("api.sock");
@@ -90,7 +99,7 @@ fn limits_change_through_the_api_on_a_running_vm() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["rate_limiter"]["bandwidth"]["rate"], 256 * 1024);
 
-    // Raise to 2 MiB/s (by index id this time), add an ops limit.
+    // Raise to 1 MiB/s (by index id this time), add an ops limit.
     let body =
         r#"{"rate_limiter":{"bandwidth":{"rate":2097152,"burst":65536},"ops":{"rate":10000}}}"#;
     let r = request(&sock, "PATCH", "/drives/disk0", Some(body));

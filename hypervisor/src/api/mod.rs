@@ -44,7 +44,11 @@ pub fn start(path: &Path, control: Arc<VmControl>) -> std::io::Result<()> {
     let listener = UnixListener::bind(path)?;
     std::thread::Builder::new()
         .name("api".into())
-        .spawn(move || serve(listener, control))?;
+        .spawn(move || {
+            // Connection threads inherit this filter.
+            crate::seccomp::install_or_die(crate::seccomp::ThreadKind::Api);
+            serve(listener, control)
+        })?;
     Ok(())
 }
 

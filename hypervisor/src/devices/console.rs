@@ -152,7 +152,10 @@ pub fn create(
         let e = exit.clone();
         std::thread::Builder::new()
             .name("console-stdin".into())
-            .spawn(move || pump_input(io::stdin().lock(), &s, &e))?;
+            .spawn(move || {
+                crate::seccomp::install_or_die(crate::seccomp::ThreadKind::Console);
+                pump_input(io::stdin().lock(), &s, &e)
+            })?;
     }
     if let Some(path) = socket {
         let _ = std::fs::remove_file(path);
@@ -160,7 +163,11 @@ pub fn create(
         let s = serial.clone();
         std::thread::Builder::new()
             .name("console-sock".into())
-            .spawn(move || serve_socket(listener, s, clients, exit))?;
+            .spawn(move || {
+                // Client threads inherit this filter.
+                crate::seccomp::install_or_die(crate::seccomp::ThreadKind::Console);
+                serve_socket(listener, s, clients, exit)
+            })?;
     }
     Ok(serial)
 }

@@ -337,6 +337,7 @@ pub fn spawn_event_thread(
     };
     let Some(fd) = fd else { return Ok(None) };
     let handle = std::thread::Builder::new().name(name).spawn(move || {
+        crate::seccomp::install_or_die(crate::seccomp::ThreadKind::Device);
         loop {
             let mut pfd = libc::pollfd {
                 fd,
