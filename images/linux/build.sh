@@ -22,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 linux_deps() {
 	# linux-source-6.1 and its build tools; busybox-static and e2fsprogs for the root fs
-	echo linux-source-6.1 xz-utils make gcc flex bison bc libelf-dev libssl-dev busybox-static e2fsprogs
+	echo linux-source-6.1 xz-utils make gcc binutils flex bison bc libelf-dev libssl-dev busybox-static e2fsprogs
 }
 
 force=0

@@ -166,7 +166,7 @@ for series in console quiet; do
 	while [ $n -lt "$BENCH" ]; do
 		n=$((n + 1))
 		b=bench-$series-$n
-		boot $b "$IMG/kernel" 1 256 "$CMDLINE$extra minicloud.run=true" >/dev/null
+		boot $b "$IMG/kernel" 1 256 "$CMDLINE$extra minicloud.run=true"
 		echo "hwkvm: bench $series $n marker_ms=$(ms_since_t0 "$WORK/$b.out.marker" $b) exit_ms=$(ms_since_t0 "$WORK/$b.out.end" $b) status=$(cat "$WORK/$b.out.rc")"
 	done
 done
