@@ -81,7 +81,7 @@ fn rebalances_as_members_come_and_go_without_skipping() {
         .expect("create");
     let join = |m: &str| {
         let mut j = JoinGroup::new(m, &["t"]);
-        j.session_timeout_ms = 300;
+        j.session_timeout_ms = 2_000;
         s.join_group("p", "g", j).expect("join")
     };
     let mut seen = Vec::new();
@@ -109,8 +109,8 @@ fn rebalances_as_members_come_and_go_without_skipping() {
             60 => {
                 // b goes silent: after its session timeout c takes over.
                 live.retain(|m| *m != "b");
-                for _ in 0..8 {
-                    std::thread::sleep(Duration::from_millis(50));
+                for _ in 0..22 {
+                    std::thread::sleep(Duration::from_millis(100));
                     for m in &live {
                         s.heartbeat("p", "g", m)
                             .expect("live members keep their session");
