@@ -94,7 +94,8 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), MeteringError> {
 }
 
 /// Opens (creating if needed) a SQLite file the way metering expects it:
-/// WAL, `synchronous = NORMAL`, foreign keys on, 5 s busy timeout. The
+/// WAL, `synchronous = NORMAL`, foreign keys on, 5 s busy timeout, a
+/// 256 MiB page cache per connection. The
 /// daemon may use its own pool with the same settings instead.
 pub async fn connect(path: impl AsRef<Path>, max_connections: u32) -> Result<SqlitePool> {
     let opts = SqliteConnectOptions::from_str("sqlite://")?
@@ -103,7 +104,11 @@ pub async fn connect(path: impl AsRef<Path>, max_connections: u32) -> Result<Sql
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(Duration::from_secs(5))
+        // Usage indexes are written in series order, not time order: keep
+        // their hot pages in memory (up to 256 MiB per connection, lazily).
+        .pragma("cache_size", "-262144")
+        .pragma("temp_store", "memory");
     Ok(SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
         .connect_with(opts)

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use sqlx::{Row, SqliteConnection};
 
-use crate::calendar::{DAY_MS, UnixMillis, day_floor};
+use crate::calendar::{DAY_MS, UnixMillis};
 use crate::error::{MeteringError, Result};
 
 /// `(project, resource_id, resource_type, meter)`.
@@ -83,13 +83,13 @@ pub(crate) struct NewRow<'a> {
     pub data: Option<String>,
 }
 
-/// Rows per multi-row INSERT (8 parameters each).
+/// Rows per multi-row INSERT (9 parameters each).
 const INSERT_CHUNK: usize = 256;
 
 fn insert_sql(n: usize) -> String {
-    let values = vec!["(?,?,?,?,?,?,?,?)"; n].join(",");
+    let values = vec!["(?,?,?,?,?,?,?,?,?)"; n].join(",");
     format!(
-        "INSERT INTO metering_usage (source, event_id, series_id, ts_start, ts_end, rate, quantity, data) \
+        "INSERT INTO metering_usage (source, event_id, series_id, day, ts_start, ts_end, rate, quantity, data) \
          VALUES {values} ON CONFLICT (source, event_id) DO NOTHING"
     )
 }
@@ -134,6 +134,7 @@ pub(crate) async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow<'_>]
                 .bind(r.source)
                 .bind(r.event_id)
                 .bind(r.series_id)
+                .bind(r.ts_start.div_euclid(DAY_MS))
                 .bind(r.ts_start)
                 .bind(r.ts_end)
                 .bind(r.rate)
@@ -206,16 +207,16 @@ pub(crate) struct Agg {
 macro_rules! agg_sql {
     ($day_col:literal, $project:literal, $day_group:literal) => {
         concat!(
-            "SELECT s.project, s.resource_id, s.resource_type, s.meter, ",
+            "WITH RECURSIVE d(day) AS (SELECT ?5 UNION ALL SELECT day + 1 FROM d WHERE day < ?6) \
+             SELECT s.project, s.resource_id, s.resource_type, s.meter, ",
             $day_col,
             " SUM(CASE WHEN u.rate IS NULL THEN u.quantity \
                  ELSE u.rate * (MIN(u.ts_end, ?2) - MAX(u.ts_start, ?1)) END) \
-             FROM metering_series s \
-             JOIN metering_usage u ON u.series_id = s.series_id \
+             FROM metering_series s CROSS JOIN d CROSS JOIN metering_usage u \
              WHERE ",
             $project,
-            " u.ts_start >= ?3 AND u.ts_start < ?2 \
-               AND (u.ts_end > ?1 OR (u.rate IS NULL AND u.ts_start >= ?1)) \
+            " u.day = d.day AND u.series_id = s.series_id \
+               AND u.ts_start < ?2 AND (u.ts_end > ?1 OR (u.rate IS NULL AND u.ts_start >= ?1)) \
                AND u.seq <= ?4 \
              GROUP BY s.series_id",
             $day_group
@@ -224,18 +225,15 @@ macro_rules! agg_sql {
 }
 
 const AGG_ALL: &str = agg_sql!("", "", "");
-const AGG_PROJECT: &str = agg_sql!("", "s.project = ?5 AND", "");
-const AGG_ALL_DAY: &str = agg_sql!("u.ts_start / 86400000 AS day,", "", ", day");
-const AGG_PROJECT_DAY: &str = agg_sql!(
-    "u.ts_start / 86400000 AS day,",
-    "s.project = ?5 AND",
-    ", day"
-);
+const AGG_PROJECT: &str = agg_sql!("", "s.project = ?3 AND", "");
+const AGG_ALL_DAY: &str = agg_sql!("u.day,", "", ", u.day");
+const AGG_PROJECT_DAY: &str = agg_sql!("u.day,", "s.project = ?3 AND", ", u.day");
 
 /// Sums usage in `[from, to)` with `seq <= seq_max`, per series (and per
 /// UTC day when `by_day`), clipping interval rows at the bounds. Usage rows
-/// never cross a day boundary, which is what makes the `ts_start` lower
-/// bound (`day_floor(from)`) exact.
+/// never cross a day boundary, so each row is found under its own day.
+/// The plan is series (outer, in id order, so grouping needs no sort) ×
+/// days of the range × an index seek on `(day, series_id)`.
 pub(crate) async fn aggregate(
     conn: &mut SqliteConnection,
     project: Option<&str>,
@@ -250,14 +248,16 @@ pub(crate) async fn aggregate(
         (false, true) => AGG_ALL_DAY,
         (true, true) => AGG_PROJECT_DAY,
     };
-    let mut q = sqlx::query(sql)
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let q = sqlx::query(sql)
         .bind(from)
         .bind(to)
-        .bind(day_floor(from))
-        .bind(seq_max);
-    if let Some(p) = project {
-        q = q.bind(p);
-    }
+        .bind(project)
+        .bind(seq_max)
+        .bind(from.div_euclid(DAY_MS))
+        .bind((to - 1).div_euclid(DAY_MS));
     let rows = q.fetch_all(&mut *conn).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
