@@ -84,7 +84,7 @@ pub(crate) struct NewRow<'a> {
 }
 
 /// Rows per multi-row INSERT (9 parameters each).
-const INSERT_CHUNK: usize = 256;
+const INSERT_CHUNK: usize = 512;
 
 fn insert_sql(n: usize) -> String {
     let values = vec!["(?,?,?,?,?,?,?,?,?)"; n].join(",");
