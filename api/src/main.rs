@@ -38,6 +38,9 @@ enum Cmd {
         /// Do not write the CLI config on first start.
         #[arg(long)]
         no_cli_config: bool,
+        /// vCPUs per host CPU for shared instances (overcommit).
+        #[arg(long, env = "MINICLOUD_CPU_RATIO", default_value_t = 4.0)]
+        cpu_allocation_ratio: f64,
     },
     /// Instances (VMs).
     #[command(subcommand)]
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             images_dir,
             vmm,
             no_cli_config,
+            cpu_allocation_ratio,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
                 images_dir: images_dir.unwrap_or_else(api::compute::images::default_dir),
                 vmm: vmm.unwrap_or_else(serve::default_vmm),
                 write_cli_config: !no_cli_config,
+                cpu_allocation_ratio,
             };
             match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt.block_on(serve::run(opts)),

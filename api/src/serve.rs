@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub vmm: PathBuf,
     /// Write the CLI config (~/.config/minicloud/config.json) on first start.
     pub write_cli_config: bool,
+    /// vCPUs per host CPU (overcommit; OpenStack's default is 4.0).
+    pub cpu_allocation_ratio: f64,
 }
 
 /// Finds `minicloud-vmm`: `$MINICLOUD_VMM`, else next to this binary.
@@ -120,7 +122,11 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
     let capability = hypervisor::probe::probe();
     let host = scheduler::discover_local_host("local")
         .context("discovering this host's CPUs and memory")?;
-    let scheduler = Scheduler::new(SchedulerConfig::default()).context("scheduler config")?;
+    let scheduler = Scheduler::new(SchedulerConfig {
+        cpu_allocation_ratio: opts.cpu_allocation_ratio,
+        ..SchedulerConfig::default()
+    })
+    .context("scheduler config")?;
     scheduler
         .add_host(host)
         .context("adding this host to the scheduler")?;
