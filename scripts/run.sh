@@ -1,31 +1,56 @@
 #!/usr/bin/env bash
 # scripts/run.sh: the main job, from a fresh machine.
 #
-# Today (compute core only): installs what is missing, builds minicloud and
-# the guest images, and boots a first VM (the mini guest, 2 vCPUs, 256 MiB,
-# a 64 MiB virtio-blk disk under ~/.local/share/minicloud/) with
-# minicloud-vmm, its console on this terminal. Type `help` at the `mini#`
-# prompt; `poweroff` ends it. The control plane (`minicloud serve`) takes
-# over this script when it lands.
+# Installs what is missing, builds minicloud and the guest images, starts the
+# control plane (`minicloud serve`: REST API on 127.0.0.1:7070, state in
+# SQLite under ~/.local/share/minicloud) in the background, launches a first
+# VM through the API, shows its console, prints where to look, and leaves the
+# daemon running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 echo "run: building minicloud (release)"
 cargo build --release --workspace --bins
-images=${MINICLOUD_IMAGES:-$HOME/.cache/minicloud/images}
+bin=$PWD/target/release
 data=${MINICLOUD_DATA:-$HOME/.local/share/minicloud}
+listen=${MINICLOUD_LISTEN:-127.0.0.1:7070}
+url=http://$listen
 mkdir -p "$data"
-disk=$data/first-vm.img
-[[ -e $disk ]] || truncate -s 64M "$disk"
 
-target/release/minicloud-vmm --probe-host
-echo "run: booting the first VM (console below; 'help' lists commands, 'poweroff' ends it)"
-args=(--kernel "$images/mini/kernel" --vcpus 2 --memory-mib 256 --disk "$disk"
-	--cmdline "console=ttyS0")
-if [[ ! -t 0 ]]; then
-	# No terminal (CI, a pipe): show the VM working, then power it off.
-	args=(--kernel "$images/mini/kernel" --vcpus 2 --memory-mib 256 --disk "$disk"
-		--cmdline 'console=ttyS0 minicloud.run="info; blk-write 0 0 64 1; blk-verify 0 0 64 1; cpu-burn 1"')
+if curl -fsS "$url/healthz" >/dev/null 2>&1; then
+	echo "run: minicloud serve already answers on $url"
+else
+	echo "run: starting minicloud serve on $url (log: $data/serve.log)"
+	nohup "$bin/minicloud" serve --data-dir "$data" --listen "$listen" >>"$data/serve.log" 2>&1 &
+	for _ in $(seq 1 100); do
+		curl -fsS "$url/healthz" >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	curl -fsS "$url/healthz" >/dev/null || { tail -n 20 "$data/serve.log"; exit 1; }
 fi
-exec target/release/minicloud-vmm "${args[@]}"
+export MINICLOUD_URL=$url
+export MINICLOUD_TOKEN=$(cat "$data/admin.token")
+
+"$bin/minicloud" host info
+name=first-vm-$(date +%s)
+echo "run: launching $name (mini image, 2 vCPUs, 256 MiB)"
+"$bin/minicloud" vm launch --name "$name" --image mini --vcpus 2 --memory 256 --wait
+sleep 0.5
+echo "run: its console:"
+"$bin/minicloud" vm console "$name" | sed 's/^/  | /'
+echo
+"$bin/minicloud" vm list
+cat <<EOF2
+
+minicloud is running:
+  API           $url  (OpenAPI: $url/openapi.json)
+  admin token   $data/admin.token  (the CLI reads ~/.config/minicloud/config.json)
+  daemon log    $data/serve.log
+Try:
+  $bin/minicloud vm console $name --attach     # type 'help'; Ctrl-] leaves
+  $bin/minicloud vm launch --run "info; cpu-burn 2" --wait
+  $bin/minicloud vm stop $name --wait
+  curl -H "Authorization: Bearer \$(cat $data/admin.token)" $url/v1/instances
+Stop the daemon with: pkill -TERM -f 'minicloud serve'   (VMs keep running)
+EOF2

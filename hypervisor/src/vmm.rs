@@ -530,6 +530,9 @@ fn create_vcpus(
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    // KVM emulates the TSC-deadline timer but leaves it out of the supported
+    // CPUID; without it Linux calibrates its APIC timer by busy-waiting.
+    let tsc_deadline = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
     let mut vcpus = Vec::with_capacity(count as usize);
     for id in 0..count {
         let vcpu = vm
@@ -537,6 +540,9 @@ fn create_vcpus(
             .map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let mut cpuid = supported.clone();
         cpuid::filter(cpuid.as_mut_slice(), id, count);
+        if tsc_deadline {
+            cpuid::advertise_tsc_deadline(cpuid.as_mut_slice());
+        }
         vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
         let wrap = |source| BuildError::Vcpu { id, source };
         regs::setup_msrs(&vcpu).map_err(wrap)?;

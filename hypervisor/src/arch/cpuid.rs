@@ -85,6 +85,17 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], cpu_id: u32, num_cpus: u32) {
     }
 }
 
+/// CPUID.1:ECX bit 24: the local APIC has a TSC-deadline timer.
+pub const ECX_TSC_DEADLINE: u32 = 1 << 24;
+
+/// Advertises the TSC-deadline timer (when KVM has
+/// `KVM_CAP_TSC_DEADLINE_TIMER`).
+pub fn advertise_tsc_deadline(entries: &mut [kvm_cpuid_entry2]) {
+    for e in entries.iter_mut().filter(|e| e.function == LEAF_FEATURES) {
+        e.ecx |= ECX_TSC_DEADLINE;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +138,14 @@ mod tests {
         e[0].edx = EDX_HTT;
         filter(&mut e, 0, 1);
         assert_eq!(e[0].edx & EDX_HTT, 0);
+    }
+
+    #[test]
+    fn tsc_deadline_bit_is_set_on_leaf1_only() {
+        let mut e = [entry(1, 0), entry(7, 0)];
+        advertise_tsc_deadline(&mut e);
+        assert_ne!(e[0].ecx & ECX_TSC_DEADLINE, 0);
+        assert_eq!(e[1].ecx, 0);
     }
 
     #[test]
