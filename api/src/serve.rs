@@ -148,14 +148,26 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
         .await
         .map_err(|e| anyhow::anyhow!(e.message))
         .context("reconciling VMs")?;
-    let state = AppState { store, compute };
+    let streams = streams::Streams::open(streams::StreamsConfig::new(opts.data_dir.join("streams")))
+        .map_err(|e| anyhow::anyhow!("opening streams: {e}"))?;
+    streams
+        .spawn_maintenance(std::time::Duration::from_secs(1))
+        .map_err(|e| anyhow::anyhow!("streams maintenance: {e}"))?;
+    let resumed = streams
+        .resume_jobs()
+        .await
+        .map_err(|e| anyhow::anyhow!("resuming stream jobs: {e}"))?;
+    if !resumed.is_empty() {
+        tracing::info!(jobs = ?resumed, "resumed stream jobs");
+    }
+    let state = AppState { store, compute, streams };
     let app = routes::app(state.clone());
     Ok((state, app))
 }
 
 /// Runs the daemon.
 pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
-    let (_state, app) = build(&opts).await?;
+    let (state, app) = build(&opts).await?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
@@ -167,6 +179,9 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
+    if let Err(e) = state.streams.shutdown().await {
+        eprintln!("minicloud: closing streams: {e}");
+    }
     println!("minicloud: stopped (VMs keep running; the next start reattaches to them)");
     Ok(())
 }

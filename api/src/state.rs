@@ -12,4 +12,6 @@ pub struct AppState {
     pub store: Store,
     /// The compute service.
     pub compute: Arc<Compute>,
+    /// Topics, consumer groups, queues and stream jobs.
+    pub streams: streams::Streams,
 }
