@@ -96,10 +96,10 @@ impl UsageEvent {
         if !(MIN_TIME..MAX_TIME).contains(&self.timestamp) {
             return Err(bad("timestamp", "outside 1970..9999".into()));
         }
-        if let Some(d) = &self.data {
-            if d.to_string().len() > MAX_DATA_LEN {
-                return Err(bad("data", "larger than 16 KiB".into()));
-            }
+        if let Some(d) = &self.data
+            && d.to_string().len() > MAX_DATA_LEN
+        {
+            return Err(bad("data", "larger than 16 KiB".into()));
         }
         Ok(m)
     }
@@ -126,7 +126,8 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         assert!(sample().validate().is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut UsageEvent)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut UsageEvent)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("id", Box::new(|e| e.id.clear())),
             ("source", Box::new(|e| e.source = RUN_SOURCE.into())),
             ("project", Box::new(|e| e.project = "a\nb".into())),

@@ -108,7 +108,8 @@ pub async fn connect(path: impl AsRef<Path>, max_connections: u32) -> Result<Sql
         // Usage indexes are written in series order, not time order: keep
         // their hot pages in memory (up to 256 MiB per connection, lazily).
         .pragma("cache_size", "-262144")
-        .pragma("temp_store", "memory");
+        .pragma("temp_store", "memory")
+        .pragma("mmap_size", "1073741824");
     Ok(SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
         .connect_with(opts)

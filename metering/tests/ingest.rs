@@ -68,7 +68,7 @@ async fn replaying_a_batch_changes_nothing() {
     let mut other = batch[0].clone();
     other.source = "storage@other".into();
     assert!(
-        metering::record(&mut *db.pool.acquire().await.unwrap(), &other)
+        metering::record(&mut db.pool.acquire().await.unwrap(), &other)
             .await
             .unwrap()
     );
