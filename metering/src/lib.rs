@@ -14,12 +14,12 @@
 //! | [`calendar`] | UTC milliseconds, months, days, parsing and formatting |
 //! | [`meter`] | the meter catalog (every resource's billable dimensions) |
 //! | [`event`] | [`UsageEvent`], the generic quantity event, and its validation |
-//! | [`ingest`] | [`record`] (inside a caller's transaction), [`ingest`](ingest()) / [`Ingestor`] (batches) |
+//! | [`ingest`](mod@ingest) | [`record`] (inside a caller's transaction), [`ingest`](ingest()) / [`Ingestor`] (batches) |
 //! | [`interval`] | instance runs and gauges: [`open_run`], [`pause`], [`resume`], [`close_run`], [`open_runs`] |
 //! | [`money`] | [`Money`], [`UnitPrice`], the rounding rule |
 //! | [`pricebook`] | [`PriceBook`] from TOML with effective dates |
-//! | [`invoice`] | monthly and range invoices, [`close_month`], stored invoices |
-//! | [`budget`] | thresholds per project and the crossing events |
+//! | [`invoice`](mod@invoice) | monthly and range invoices, [`close_month`], stored invoices |
+//! | [`budget`](mod@budget) | thresholds per project and the crossing events |
 //! | [`report`] | usage reports (JSON/CSV) and daily cost series |
 //! | [`chart`] | [`sparkline`] and [`svg_chart`] |
 //! | [`error`] | [`MeteringError`] |
