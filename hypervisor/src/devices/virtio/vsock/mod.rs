@@ -889,9 +889,10 @@ impl Vsock {
         Ok(mask)
     }
 
-    /// Runs one round of work now (for tests and benchmarks that drive the
-    /// device without an event thread).
+    /// Runs one round of work now, as after a queue notification (for
+    /// tests and benchmarks that drive the device without an event thread).
     pub fn poll_once(&mut self, queues: &mut [Queue], mem: &GuestMem) -> Result<u32, QueueError> {
+        self.rx_starved = false;
         self.run(queues, mem, true)
     }
 }
