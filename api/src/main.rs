@@ -54,6 +54,20 @@ enum Cmd {
     /// This host.
     #[command(subcommand)]
     Host(HostCmd),
+    /// Stream topics: create, list, describe, delete, produce, consume.
+    #[command(subcommand)]
+    Topic(api::cli::streams::TopicCmd),
+    /// Consumer groups: list, describe (with lag).
+    #[command(subcommand)]
+    Group(api::cli::streams::GroupCmd),
+    /// SQS-style queues: create, list, send, receive, delete.
+    #[command(subcommand)]
+    Queue(api::cli::streams::QueueCmd),
+    /// Stream jobs: create, list, show (progress and lag), stop.
+    #[command(subcommand)]
+    Job(api::cli::streams::JobCmd),
+    /// What the project's resources cost (this month by default).
+    Bill(api::cli::billing::BillArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +110,11 @@ fn main() -> ExitCode {
         Cmd::Project(c) => cli::project(&cli.conn, c),
         Cmd::Quota(c) => cli::quota(&cli.conn, c),
         Cmd::Host(c) => cli::host(&cli.conn, c),
+        Cmd::Topic(c) => api::cli::streams::topic(&cli.conn, c),
+        Cmd::Group(c) => api::cli::streams::group(&cli.conn, c),
+        Cmd::Queue(c) => api::cli::streams::queue(&cli.conn, c),
+        Cmd::Job(c) => api::cli::streams::job(&cli.conn, c),
+        Cmd::Bill(a) => api::cli::billing::bill(&cli.conn, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

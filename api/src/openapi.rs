@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{instances, projects, system};
+use crate::routes::{billing, instances, jobs, projects, queues, streams, system};
 
 /// The document.
 #[derive(OpenApi)]
@@ -15,6 +15,13 @@ use crate::routes::{instances, projects, system};
         instances::reboot, instances::delete, instances::console, instances::console_ws, instances::metrics,
         projects::create, projects::list, projects::show, projects::own, projects::set_quotas, projects::create_token,
         system::images, system::host, system::operation, system::events,
+        streams::create_topic, streams::list_topics, streams::describe_topic, streams::delete_topic,
+        streams::add_partitions, streams::produce, streams::fetch, streams::join_group, streams::heartbeat,
+        streams::leave_group, streams::commit_offsets, streams::get_offsets, streams::list_groups,
+        streams::describe_group, queues::create, queues::list, queues::show, queues::delete, queues::send,
+        queues::receive, queues::delete_message, queues::change_visibility, jobs::create, jobs::list,
+        jobs::show, jobs::stop, jobs::delete,
+        billing::usage, billing::costs, billing::invoices, billing::invoice, billing::set_budget, billing::budget_events,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

@@ -118,7 +118,18 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
     let store = Store::open(&opts.data_dir.join("minicloud.db"))
         .await
         .context("opening the database")?;
+    metering::migrate(&store.pool)
+        .await
+        .context("metering schema")?;
     bootstrap(&store, opts).await?;
+    let book_path = opts.data_dir.join("pricebook.toml");
+    let prices = if book_path.exists() {
+        metering::PriceBook::from_path(&book_path)
+            .with_context(|| format!("price book {}", book_path.display()))?
+    } else {
+        metering::PriceBook::default_book().context("the default price book")?
+    };
+    let prices = std::sync::Arc::new(prices);
     let capability = hypervisor::probe::probe();
     let host = scheduler::discover_local_host("local")
         .context("discovering this host's CPUs and memory")?;
@@ -148,8 +159,9 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
         .await
         .map_err(|e| anyhow::anyhow!(e.message))
         .context("reconciling VMs")?;
-    let streams = streams::Streams::open(streams::StreamsConfig::new(opts.data_dir.join("streams")))
-        .map_err(|e| anyhow::anyhow!("opening streams: {e}"))?;
+    let streams =
+        streams::Streams::open(streams::StreamsConfig::new(opts.data_dir.join("streams")))
+            .map_err(|e| anyhow::anyhow!("opening streams: {e}"))?;
     streams
         .spawn_maintenance(std::time::Duration::from_secs(1))
         .map_err(|e| anyhow::anyhow!("streams maintenance: {e}"))?;
@@ -160,9 +172,47 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
     if !resumed.is_empty() {
         tracing::info!(jobs = ?resumed, "resumed stream jobs");
     }
-    let state = AppState { store, compute, streams };
+    spawn_budget_checks(store.clone(), prices.clone(), compute.clone());
+    let state = AppState {
+        store,
+        compute,
+        streams,
+        prices,
+    };
     let app = routes::app(state.clone());
     Ok((state, app))
+}
+
+/// Every minute, emits budget crossings as lifecycle events
+/// (`billing.budget_crossed`), which `GET /v1/events` and the CLI show.
+fn spawn_budget_checks(
+    store: Store,
+    prices: std::sync::Arc<metering::PriceBook>,
+    compute: std::sync::Arc<Compute>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let crossed =
+                match metering::check_budgets(&store.pool, &prices, crate::store::now_ms()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "budget check failed");
+                        continue;
+                    }
+                };
+            for b in crossed {
+                let msg = format!(
+                    "accrued {} {} crossed the budget threshold {} for {}",
+                    b.accrued, b.currency, b.threshold, b.month
+                );
+                compute
+                    .publish(&b.project, "billing.budget_crossed", &b.project, &msg)
+                    .await;
+            }
+        }
+    });
 }
 
 /// Runs the daemon.

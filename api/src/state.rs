@@ -14,4 +14,6 @@ pub struct AppState {
     pub compute: Arc<Compute>,
     /// Topics, consumer groups, queues and stream jobs.
     pub streams: streams::Streams,
+    /// The price book billing uses.
+    pub prices: Arc<metering::PriceBook>,
 }

@@ -1,10 +1,12 @@
 //! The CLI: every `minicloud` subcommand but `serve`, each a client of the
 //! REST API. Errors are one human line and a non-zero exit status.
 
+pub mod billing;
 pub mod client;
 pub mod config;
 pub mod console;
 pub mod output;
+pub mod streams;
 
 use std::time::{Duration, Instant};
 

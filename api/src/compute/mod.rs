@@ -33,6 +33,18 @@ use process::VmDir;
 /// Default time a guest gets to stop before its VMM is killed.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The metering run of an instance that starts running at `at`.
+fn run_start(inst: &Instance, at: i64) -> metering::RunStart {
+    metering::RunStart {
+        project: inst.project_id.clone(),
+        resource_id: inst.id.clone(),
+        vcpus: inst.vcpus as u32,
+        memory_mib: inst.memory_mib as u64,
+        started_at: at,
+        policy: metering::RunPolicy::default(),
+    }
+}
+
 /// What a launch asks for (validated by the route).
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -130,6 +142,18 @@ impl Compute {
     /// A VM's directory.
     pub fn vm_dir(&self, id: &str) -> VmDir {
         VmDir(self.vms_dir.join(id))
+    }
+
+    /// Records and publishes an event that is not a state change.
+    pub async fn publish(&self, project: &str, kind: &str, resource: &str, message: &str) {
+        let Ok(mut conn) = self.store.pool.acquire().await else {
+            return;
+        };
+        if let Ok(ev) =
+            events::append(&mut conn, project, kind, resource, None, Some(message)).await
+        {
+            let _ = self.events.send(ev);
+        }
     }
 
     /// Live lifecycle events.
@@ -414,6 +438,10 @@ impl Compute {
             started_at,
         )
         .await?;
+        // The run interval opens in the same transaction as `running`.
+        metering::open_run(&mut tx, &run_start(&inst, started_at))
+            .await
+            .map_err(|e| ApiError::internal("metering", e))?;
         let ev = events::append(
             &mut tx,
             &inst.project_id,
@@ -555,6 +583,16 @@ impl Compute {
                 Some(reason),
             )
             .await?;
+            // The run interval closes with the real end time, in the same
+            // transaction; closing an already closed run changes nothing.
+            let end_reason = if new_state == state::FAILED {
+                metering::EndReason::Failed
+            } else {
+                metering::EndReason::Stopped
+            };
+            metering::close_run(&mut tx, &inst.id, ended_at, end_reason)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(format!("metering: {e}")))?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(ev)
         }
@@ -777,6 +815,9 @@ impl Compute {
                             now_ms(),
                         )
                         .await?;
+                        metering::open_run(&mut tx, &run_start(&inst, now_ms()))
+                            .await
+                            .map_err(|e| ApiError::internal("metering", e))?;
                         tx.commit().await?;
                     }
                     if inst.state == state::STOPPING {

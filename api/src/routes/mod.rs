@@ -1,7 +1,11 @@
 //! The REST API: `fn app(state) -> Router` builds the whole service.
 
+pub mod billing;
 pub mod instances;
+pub mod jobs;
 pub mod projects;
+pub mod queues;
+pub mod streams;
 pub mod system;
 
 use axum::Router;
@@ -38,10 +42,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/projects/{id}/quotas", put(projects::set_quotas))
         .route("/v1/projects/{id}/tokens", post(projects::create_token))
         .route("/v1/project", get(projects::own))
+        .route("/v1/billing/usage", get(billing::usage))
+        .route("/v1/billing/costs", get(billing::costs))
+        .route("/v1/billing/invoices", get(billing::invoices))
+        .route("/v1/billing/invoices/{id}", get(billing::invoice))
+        .route("/v1/billing/budget", put(billing::set_budget))
+        .route("/v1/billing/budget-events", get(billing::budget_events))
         .route("/v1/images", get(system::images))
         .route("/v1/host", get(system::host))
         .route("/v1/operations/{id}", get(system::operation))
         .route("/v1/events", get(system::events))
+        .merge(streams_routes())
         .route("/openapi.json", get(crate::openapi::serve))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
@@ -62,4 +73,60 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Topics, consumer groups, queues and stream jobs (the `streams` crate).
+fn streams_routes() -> Router<AppState> {
+    use axum::routing::delete;
+    Router::new()
+        .route(
+            "/v1/topics",
+            post(streams::create_topic).get(streams::list_topics),
+        )
+        .route(
+            "/v1/topics/{topic}",
+            get(streams::describe_topic).delete(streams::delete_topic),
+        )
+        .route(
+            "/v1/topics/{topic}/partitions",
+            post(streams::add_partitions),
+        )
+        .route(
+            "/v1/topics/{topic}/records",
+            post(streams::produce).layer(DefaultBodyLimit::max(streams::MAX_PRODUCE_BODY)),
+        )
+        .route(
+            "/v1/topics/{topic}/partitions/{partition}/records",
+            get(streams::fetch),
+        )
+        .route("/v1/groups", get(streams::list_groups))
+        .route("/v1/groups/{group}", get(streams::describe_group))
+        .route("/v1/groups/{group}/join", post(streams::join_group))
+        .route("/v1/groups/{group}/heartbeat", post(streams::heartbeat))
+        .route("/v1/groups/{group}/leave", post(streams::leave_group))
+        .route(
+            "/v1/groups/{group}/offsets",
+            post(streams::commit_offsets).get(streams::get_offsets),
+        )
+        .route("/v1/queues", post(queues::create).get(queues::list))
+        .route(
+            "/v1/queues/{queue}",
+            get(queues::show).delete(queues::delete),
+        )
+        .route("/v1/queues/{queue}/messages", post(queues::send))
+        .route("/v1/queues/{queue}/receive", post(queues::receive))
+        .route(
+            "/v1/queues/{queue}/messages/{receipt}",
+            delete(queues::delete_message),
+        )
+        .route(
+            "/v1/queues/{queue}/messages/{receipt}/visibility",
+            post(queues::change_visibility),
+        )
+        .route("/v1/stream-jobs", post(jobs::create).get(jobs::list))
+        .route(
+            "/v1/stream-jobs/{job}",
+            get(jobs::show).delete(jobs::delete),
+        )
+        .route("/v1/stream-jobs/{job}/stop", post(jobs::stop))
 }
