@@ -24,6 +24,6 @@ step "cargo test"
 cargo test --workspace
 
 step "Linux guests on hardware KVM (hwkvm)"
-MINICLOUD_VMM=${MINICLOUD_VMM:-$PWD/target/debug/minicloud-vmm} hypervisor/tests/hwkvm/run
+MINICLOUD_VMM=${MINICLOUD_VMM:-${CARGO_TARGET_DIR:-$PWD/target}/debug/minicloud-vmm} hypervisor/tests/hwkvm/run
 
 step "all tests passed"
