@@ -41,6 +41,63 @@ pub struct DiskConfig {
     pub rate_limiter: Option<RateLimiterConfig>,
 }
 
+/// A virtio-net device on a tap interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    /// The tap interface (in the VMM's network namespace).
+    pub tap: String,
+    /// MAC address ("52:54:00:12:34:56"); derived from the tap's name if
+    /// not given.
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+impl NetConfig {
+    /// Parses `NAME[,mac=MAC]`.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let mut parts = spec.split(',');
+        let tap = parts.next().filter(|t| !t.is_empty());
+        let Some(tap) = tap else {
+            return Err(ConfigError::Net(format!(
+                "bad --net-tap {spec:?}: expected NAME[,mac=MAC]"
+            )));
+        };
+        let mut net = NetConfig {
+            tap: tap.to_string(),
+            mac: None,
+        };
+        for p in parts {
+            match p.split_once('=') {
+                Some(("mac", m)) => net.mac = Some(m.to_string()),
+                _ => {
+                    return Err(ConfigError::Net(format!(
+                        "bad --net-tap {spec:?}: expected NAME[,mac=MAC]"
+                    )));
+                }
+            }
+        }
+        Ok(net)
+    }
+
+    /// The MAC address to use.
+    pub fn mac_address(&self) -> Result<[u8; 6], ConfigError> {
+        match &self.mac {
+            Some(m) => crate::devices::virtio::net::parse_mac(m)
+                .ok_or_else(|| ConfigError::Net(format!("bad MAC address {m:?}"))),
+            None => {
+                // Locally administered, stable per tap name.
+                let mut h: u32 = 0x811c_9dc5;
+                for b in self.tap.bytes() {
+                    h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+                }
+                let b = h.to_be_bytes();
+                Ok([0x52, 0x54, b[0], b[1], b[2], b[3]])
+            }
+        }
+    }
+}
+
 /// The virtio-vsock device (Firecracker's hybrid model: guest ports map to
 /// Unix sockets on the host).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +162,9 @@ pub struct VmConfig {
     /// virtio-vsock device.
     #[serde(default)]
     pub vsock: Option<VsockConfig>,
+    /// virtio-net devices.
+    #[serde(default)]
+    pub nets: Vec<NetConfig>,
 }
 
 /// Why a configuration was refused.
@@ -181,6 +241,9 @@ pub enum ConfigError {
     /// The vsock settings are invalid.
     #[error("vsock: {0}")]
     Vsock(String),
+    /// The network settings are invalid.
+    #[error("net: {0}")]
+    Net(String),
     /// Too many devices for the interrupt lines.
     #[error("at most {0} virtio devices are supported")]
     TooManyDevices(usize),
@@ -345,6 +408,15 @@ impl VmConfig {
                     .map_err(|e| ConfigError::RateLimiter(d.path.clone(), e))?;
             }
         }
+        for n in &self.nets {
+            n.mac_address()?;
+            if n.tap.is_empty() || n.tap.len() > 15 {
+                return Err(ConfigError::Net(format!(
+                    "tap name {:?} must be 1 to 15 bytes",
+                    n.tap
+                )));
+            }
+        }
         if let Some(v) = &self.vsock {
             if v.guest_cid < 3 || v.guest_cid > u64::from(u32::MAX) - 1 {
                 return Err(ConfigError::Vsock(format!(
@@ -458,6 +530,7 @@ mod tests {
             vcpu_cpus: None,
             boot: BootProtocol::Linux64,
             vsock: None,
+            nets: vec![],
         };
         assert!(matches!(c.validate(), Err(ConfigError::Vcpus(0))));
         c.vcpus = 33;

@@ -7,8 +7,9 @@
 //!   vCPUs) and runs it; [`vcpu`] is the per-vCPU run loop.
 //! - [`arch`]: x86-64 boot: memory map and e820, GDT, page tables, zero
 //!   page and PVH start info, MP table, CPUID, registers.
-//! - [`devices`]: the serial console (vm-superio 16550A), the i8042 reset
-//!   line and exit port, and virtio-mmio with virtio-blk.
+//! - [`devices`]: the serial console (vm-superio 16550A), the i8042 (reset
+//!   line and Ctrl-Alt-Del) and exit port, and virtio-mmio with virtio-blk,
+//!   virtio-vsock (host side on Unix sockets) and virtio-net (on a tap).
 //! - [`exit`]: how a VM ended and the process status that says so.
 //! - [`probe`]: whether this host's KVM is hardware-assisted or PVM.
 //! - [`control`]: pause/resume, orderly shutdown, kill and metrics of a

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hypervisor::config::{BootProtocol, ConsoleConfig, DiskConfig, VmConfig, VsockConfig};
+use hypervisor::config::{
+    BootProtocol, ConsoleConfig, DiskConfig, NetConfig, VmConfig, VsockConfig,
+};
 use hypervisor::control::VmControl;
 use hypervisor::vmm::Vm;
 
@@ -26,7 +28,7 @@ struct Args {
     #[arg(long)]
     probe_host: bool,
     /// Read the VM description from this JSON file (see README).
-    #[arg(long, conflicts_with_all = ["kernel", "disk", "initrd", "cmdline", "vsock_uds"])]
+    #[arg(long, conflicts_with_all = ["kernel", "disk", "initrd", "cmdline", "vsock_uds", "net_tap"])]
     config: Option<PathBuf>,
     /// Kernel: ELF vmlinux, bzImage, or the mini guest's ELF.
     #[arg(long)]
@@ -55,6 +57,10 @@ struct Args {
     /// The guest's vsock context id (3 or more).
     #[arg(long, requires = "vsock_uds")]
     vsock_cid: Option<u64>,
+    /// A virtio-net device on an existing tap interface: NAME[,mac=MAC];
+    /// repeat for more.
+    #[arg(long)]
+    net_tap: Vec<String>,
     /// Serve the control API (HTTP/1.1, see api.openapi.yaml) here.
     #[arg(long)]
     api_sock: Option<PathBuf>,
@@ -99,6 +105,11 @@ fn config_from(args: &Args) -> anyhow::Result<VmConfig> {
     let Some(kernel) = args.kernel.clone() else {
         anyhow::bail!("--kernel PATH (or --config FILE) is required");
     };
+    let nets = args
+        .net_tap
+        .iter()
+        .map(|n| NetConfig::parse(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let disks = args
         .disk
         .iter()
@@ -129,6 +140,7 @@ fn config_from(args: &Args) -> anyhow::Result<VmConfig> {
             }),
             _ => None,
         },
+        nets,
     })
 }
 

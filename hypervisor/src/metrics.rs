@@ -151,9 +151,9 @@ impl DeviceMetrics {
 /// One device's counters as `GET /metrics` shows them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeviceSnapshot {
-    /// Device id (`disk0`, the disk's serial, `vsock`).
+    /// Device id (`disk<i>`, `vsock`, `net<i>`).
     pub id: String,
-    /// `block` or `vsock`.
+    /// `block`, `vsock` or `net`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Read operations.

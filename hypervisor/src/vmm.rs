@@ -33,6 +33,7 @@ use crate::devices::console::{self, COM1_IRQ, IrqTrigger};
 use crate::devices::legacy::{I8042_KBD_IRQ, PioBus};
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::mmio::{self, MmioTransport};
+use crate::devices::virtio::net::{Net, open_tap};
 use crate::devices::virtio::vsock::Vsock;
 use crate::devices::virtio::{IrqLine, VirtioDevice};
 use crate::exit::{ExitSignal, VmExit};
@@ -304,7 +305,7 @@ fn create_virtio_devices(
 ) -> Result<VirtioSet, BuildError> {
     let mut set = VirtioSet::default();
     let max = (layout::IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
-    let count = config.disks.len() + usize::from(config.vsock.is_some());
+    let count = config.disks.len() + usize::from(config.vsock.is_some()) + config.nets.len();
     if count > max {
         return Err(ConfigError::TooManyDevices(max).into());
     }
@@ -347,6 +348,19 @@ fn create_virtio_devices(
             metrics: dev.metrics(),
         });
         add_device(vm, mem, &mut set, Box::new(dev), "vsock".into(), true)?;
+    }
+    for (i, n) in config.nets.iter().enumerate() {
+        let tap =
+            open_tap(&n.tap).map_err(|e| BuildError::Device(format!("tap {}: {e}", n.tap)))?;
+        let dev = Net::new(tap, n.mac_address()?)
+            .map_err(|e| BuildError::Device(format!("net {}: {e}", n.tap)))?;
+        let id = format!("net{i}");
+        set.devices.push(DeviceEntry {
+            id: id.clone(),
+            kind: "net",
+            metrics: dev.metrics(),
+        });
+        add_device(vm, mem, &mut set, Box::new(dev), id, true)?;
     }
     Ok(set)
 }

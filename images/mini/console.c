@@ -25,7 +25,7 @@ static void cmd_help(int argc, char **argv)
 {
 	(void)argc, (void)argv;
 	kputs("commands: help info echo cpu-burn mem-test blk-read blk-write blk-verify blk-flush blk-bench "
-	      "vsock-send vsock-recv vsock-echo vsock-req vsock-ping hang poweroff reboot panic\n");
+	      "vsock-send vsock-recv vsock-echo vsock-req vsock-ping net-serve hang poweroff reboot panic\n");
 }
 
 static void cmd_info(int argc, char **argv)
@@ -388,6 +388,7 @@ static const struct command commands[] = {
 	{"vsock-echo", vsock_cmd_echo},
 	{"vsock-req", vsock_cmd_req},
 	{"vsock-ping", vsock_cmd_ping},
+	{"net-serve", net_cmd_serve},
 	{"hang", cmd_hang},
 	{"poweroff", cmd_poweroff},
 	{"reboot", cmd_reboot},

@@ -83,6 +83,10 @@ u64 virtio_config_read64(struct virtio_dev *d, u32 off);
  * ring until it completes. Returns 0, or -1 on timeout (device marked broken). */
 int virtq_run(struct virtio_dev *d, struct virtq *q, u16 head, u64 timeout_ns);
 
+/* virtio_net.c */
+int virtio_net_probe(struct virtio_dev *d);
+void net_cmd_serve(int argc, char **argv);
+
 /* virtio_vsock.c */
 int virtio_vsock_probe(struct virtio_dev *d);
 

@@ -29,6 +29,7 @@
 static const struct virtio_driver drivers[] = {
 	{2, "virtio-blk", virtio_blk_probe},
 	{19, "virtio-vsock", virtio_vsock_probe},
+	{1, "virtio-net", virtio_net_probe},
 };
 
 static struct virtio_dev devices[VIRTIO_MAX_DEVICES];

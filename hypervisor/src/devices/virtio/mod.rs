@@ -15,6 +15,7 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod vsock;
 
 use std::os::fd::RawFd;
