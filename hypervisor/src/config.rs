@@ -51,10 +51,13 @@ pub struct NetConfig {
     /// not given.
     #[serde(default)]
     pub mac: Option<String>,
+    /// Bandwidth and frame-rate limits, both directions together.
+    #[serde(default)]
+    pub rate_limiter: Option<RateLimiterConfig>,
 }
 
 impl NetConfig {
-    /// Parses `NAME[,mac=MAC]`.
+    /// Parses `NAME[,mac=MAC][,bw=..][,bw_burst=..][,ops=..][,ops_burst=..]`.
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
         let mut parts = spec.split(',');
         let tap = parts.next().filter(|t| !t.is_empty());
@@ -66,16 +69,31 @@ impl NetConfig {
         let mut net = NetConfig {
             tap: tap.to_string(),
             mac: None,
+            rate_limiter: None,
         };
+        let bad = || {
+            ConfigError::Net(format!(
+                "bad --net-tap {spec:?}: expected NAME[,mac=MAC][,bw=BYTES_PER_S][,bw_burst=BYTES][,ops=N][,ops_burst=N]"
+            ))
+        };
+        let mut limits = RateLimiterConfig::default();
         for p in parts {
             match p.split_once('=') {
                 Some(("mac", m)) => net.mac = Some(m.to_string()),
-                _ => {
-                    return Err(ConfigError::Net(format!(
-                        "bad --net-tap {spec:?}: expected NAME[,mac=MAC]"
-                    )));
+                Some((k, v)) => {
+                    let key = match k {
+                        "ops" => "iops",
+                        "ops_burst" => "iops_burst",
+                        "bw" | "bw_burst" => k,
+                        _ => return Err(bad()),
+                    };
+                    rate_limiter::parse_flag(&mut limits, key, v).map_err(ConfigError::Net)?;
                 }
+                None => return Err(bad()),
             }
+        }
+        if limits != RateLimiterConfig::default() {
+            net.rate_limiter = Some(limits);
         }
         Ok(net)
     }
@@ -410,6 +428,9 @@ impl VmConfig {
         }
         for n in &self.nets {
             n.mac_address()?;
+            if let Some(rl) = &n.rate_limiter {
+                rl.validate().map_err(ConfigError::Net)?;
+            }
             if n.tap.is_empty() || n.tap.len() > 15 {
                 return Err(ConfigError::Net(format!(
                     "tap name {:?} must be 1 to 15 bytes",

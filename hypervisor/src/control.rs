@@ -99,8 +99,8 @@ pub enum ControlError {
         /// How long we waited.
         waited: Duration,
     },
-    /// No drive with this id.
-    #[error("no drive {0:?}")]
+    /// No drive (or network interface) with this id.
+    #[error("no {0}")]
     NoSuchDrive(String),
     /// The rate limiter settings are invalid.
     #[error("{0}")]
@@ -202,11 +202,14 @@ impl VcpuGate {
     }
 }
 
-/// A drive as the control API sees it.
+/// A rate-limited device (a drive or a network interface) as the control
+/// API sees it.
+#[derive(Clone)]
 pub struct DriveHandle {
-    /// `disk<i>`.
+    /// `disk<i>` or `net<i>`.
     pub id: String,
-    /// The disk's serial, if set (also accepted as its id).
+    /// The disk's serial or the interface's tap name, if any (also accepted
+    /// as its id).
     pub serial: Option<String>,
     /// Its rate limiter, shared with the device.
     pub limiter: Arc<Mutex<RateLimiter>>,
@@ -259,6 +262,7 @@ pub struct VmControl {
     vcpu_metrics: Vec<Arc<VcpuMetrics>>,
     devices: Vec<DeviceEntry>,
     drives: Vec<DriveHandle>,
+    nets: Vec<DriveHandle>,
     shutdown_timeout: Duration,
     shutting_down: AtomicBool,
     /// Serialises state changes (pause/resume/shutdown) from several API
@@ -285,6 +289,17 @@ pub struct ControlParts {
     pub devices: Vec<DeviceEntry>,
     /// Drives whose rate limits can change.
     pub drives: Vec<DriveHandle>,
+    /// Network interfaces whose rate limits can change.
+    pub nets: Vec<DriveHandle>,
+}
+
+/// Which rate-limited devices an API call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// Block devices (`/drives`).
+    Drives,
+    /// Network interfaces (`/network-interfaces`).
+    Nets,
 }
 
 impl VmControl {
@@ -300,6 +315,7 @@ impl VmControl {
             vcpu_metrics: parts.vcpu_metrics,
             devices: parts.devices,
             drives: parts.drives,
+            nets: parts.nets,
             shutdown_timeout,
             shutting_down: AtomicBool::new(false),
             op: Mutex::new(()),
@@ -398,16 +414,20 @@ impl VmControl {
         }
     }
 
-    fn drive(&self, id: &str) -> Result<&DriveHandle, ControlError> {
-        self.drives
-            .iter()
+    fn limited(&self, which: Limited, id: &str) -> Result<&DriveHandle, ControlError> {
+        let (list, what) = match which {
+            Limited::Drives => (&self.drives, "drive"),
+            Limited::Nets => (&self.nets, "network interface"),
+        };
+        list.iter()
             .find(|d| d.id == id || d.serial.as_deref() == Some(id))
-            .ok_or_else(|| ControlError::NoSuchDrive(id.to_string()))
+            .ok_or_else(|| ControlError::NoSuchDrive(format!("{what} {id:?}")))
     }
 
-    /// The rate limits of drive `id` (`disk<i>` or its serial).
-    pub fn drive_limits(&self, id: &str) -> Result<RateLimiterConfig, ControlError> {
-        let d = self.drive(id)?;
+    /// The rate limits of a drive (`disk<i>` or its serial) or a network
+    /// interface (`net<i>` or its tap name).
+    pub fn limits(&self, which: Limited, id: &str) -> Result<RateLimiterConfig, ControlError> {
+        let d = self.limited(which, id)?;
         let l = d
             .limiter
             .lock()
@@ -415,11 +435,16 @@ impl VmControl {
         Ok(l.config())
     }
 
-    /// Replaces the rate limits of drive `id`; takes effect at the drive's
-    /// next request.
-    pub fn set_drive_limits(&self, id: &str, cfg: RateLimiterConfig) -> Result<(), ControlError> {
+    /// Replaces the rate limits of a drive or network interface; takes
+    /// effect at its next request (within 100 ms for one that waits).
+    pub fn set_limits(
+        &self,
+        which: Limited,
+        id: &str,
+        cfg: RateLimiterConfig,
+    ) -> Result<(), ControlError> {
         cfg.validate().map_err(ControlError::BadRateLimiter)?;
-        let d = self.drive(id)?;
+        let d = self.limited(which, id)?;
         let mut l = d
             .limiter
             .lock()
@@ -428,8 +453,12 @@ impl VmControl {
         Ok(())
     }
 
-    /// Ids of the drives (`disk<i>`).
-    pub fn drive_ids(&self) -> Vec<String> {
-        self.drives.iter().map(|d| d.id.clone()).collect()
+    /// Ids of the drives (`disk<i>`) or network interfaces (`net<i>`).
+    pub fn limited_ids(&self, which: Limited) -> Vec<String> {
+        let list = match which {
+            Limited::Drives => &self.drives,
+            Limited::Nets => &self.nets,
+        };
+        list.iter().map(|d| d.id.clone()).collect()
     }
 }

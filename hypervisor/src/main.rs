@@ -57,8 +57,9 @@ struct Args {
     /// The guest's vsock context id (3 or more).
     #[arg(long, requires = "vsock_uds")]
     vsock_cid: Option<u64>,
-    /// A virtio-net device on an existing tap interface: NAME[,mac=MAC];
-    /// repeat for more.
+    /// A virtio-net device on an existing tap interface:
+    /// NAME[,mac=MAC][,bw=BYTES_PER_S][,bw_burst=BYTES][,ops=N][,ops_burst=N]
+    /// (one limiter for both directions); repeat for more.
     #[arg(long)]
     net_tap: Vec<String>,
     /// Serve the control API (HTTP/1.1, see api.openapi.yaml) here.

@@ -8,6 +8,7 @@
 //! bigger than a bucket is let through when the bucket is full and leaves
 //! it in debt, so the long-run rate still holds.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -169,6 +170,57 @@ impl RateLimiter {
             b.take(1);
         }
         Ok(())
+    }
+}
+
+/// A non-blocking one-shot timer (timerfd) a throttled device waits on.
+pub struct Timer(OwnedFd);
+
+impl Timer {
+    /// A disarmed timer.
+    pub fn new() -> std::io::Result<Self> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(Timer(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Fires once after `after` (at least 50 µs).
+    pub fn arm(&self, after: Duration) {
+        let after = after.max(Duration::from_micros(50));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: valid timerfd and itimerspec; old value not wanted.
+        unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consumes an expiry, if any (never blocks).
+    pub fn clear(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: 8 writable bytes; non-blocking fd.
+        unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    }
+}
+
+impl AsRawFd for Timer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
     }
 }
 

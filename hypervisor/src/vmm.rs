@@ -125,6 +125,7 @@ struct VirtioSet {
     transports: Vec<(String, Arc<Mutex<MmioTransport>>)>,
     devices: Vec<DeviceEntry>,
     drives: Vec<DriveHandle>,
+    nets: Vec<DriveHandle>,
 }
 
 impl Vm {
@@ -215,16 +216,8 @@ impl Vm {
                 config: self.config.clone(),
                 vcpu_metrics: self.vcpu_metrics.clone(),
                 devices: self.virtio.devices.clone(),
-                drives: self
-                    .virtio
-                    .drives
-                    .iter()
-                    .map(|d| DriveHandle {
-                        id: d.id.clone(),
-                        serial: d.serial.clone(),
-                        limiter: d.limiter.clone(),
-                    })
-                    .collect(),
+                drives: self.virtio.drives.clone(),
+                nets: self.virtio.nets.clone(),
             },
             shutdown_timeout,
         ))
@@ -354,7 +347,18 @@ fn create_virtio_devices(
             open_tap(&n.tap).map_err(|e| BuildError::Device(format!("tap {}: {e}", n.tap)))?;
         let dev = Net::new(tap, n.mac_address()?)
             .map_err(|e| BuildError::Device(format!("net {}: {e}", n.tap)))?;
+        let limiter = dev.rate_limiter();
+        if let Some(rl) = &n.rate_limiter
+            && let Ok(mut l) = limiter.lock()
+        {
+            *l = RateLimiter::new(rl);
+        }
         let id = format!("net{i}");
+        set.nets.push(DriveHandle {
+            id: id.clone(),
+            serial: Some(n.tap.clone()),
+            limiter,
+        });
         set.devices.push(DeviceEntry {
             id: id.clone(),
             kind: "net",

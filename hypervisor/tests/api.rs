@@ -165,6 +165,13 @@ fn bad_requests_get_clear_errors_and_the_vmm_keeps_running() {
         ("GET", "/nope", None, 404, "no route"),
         ("DELETE", "/vm", None, 405, "not allowed"),
         ("GET", "/drives/disk9", None, 404, "no drive"),
+        (
+            "GET",
+            "/network-interfaces/net0",
+            None,
+            404,
+            "no network interface",
+        ),
     ];
     for (method, path, body, status, needle) in cases {
         let r = request(&vm.sock, method, path, *body);

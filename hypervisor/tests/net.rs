@@ -165,7 +165,7 @@ fn guest_answers_arp_and_ping_on_a_tap_in_its_own_namespace() {
             Command::new("ip")
                 .args(["netns", "exec", &name, vmm()])
                 .args(["--kernel", kernel.to_str().expect("utf8")])
-                .args(["--net-tap", "mctap0,mac=52:54:00:aa:bb:cc"])
+                .args(["--net-tap", "mctap0,mac=52:54:00:aa:bb:cc,ops=1000"])
                 .args([
                     "--cmdline",
                     "console=ttyS0 minicloud.run=\"net-serve 192.168.77.2 6\"",

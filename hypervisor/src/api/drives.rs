@@ -1,13 +1,15 @@
 //! `GET /drives`, `GET /drives/{id}` and `PATCH /drives/{id}`: a drive's
 //! rate limits (`{"rate_limiter": {"bandwidth": {"rate": B, "burst": B},
 //! "ops": {"rate": N, "burst": N}}}`; a bucket left out or null is no
-//! limit). `{id}` is `disk<i>` or the disk's serial.
+//! limit). `{id}` is `disk<i>` or the disk's serial. The same for network
+//! interfaces under `/network-interfaces` (`{id}` is `net<i>` or the tap's
+//! name; one limiter for both directions).
 
 use serde::{Deserialize, Serialize};
 
 use super::http::{Request, Response};
 use super::{control_error, method_not_allowed, parse_body};
-use crate::control::VmControl;
+use crate::control::{Limited, VmControl};
 use crate::rate_limiter::RateLimiterConfig;
 
 /// `PATCH /drives/{id}` body and `GET /drives/{id}` answer.
@@ -18,26 +20,26 @@ pub struct DrivePatch {
     pub rate_limiter: RateLimiterConfig,
 }
 
-/// Serves `/drives`.
-pub fn handle_list(req: &Request, control: &VmControl) -> Response {
+/// Serves `/drives` or `/network-interfaces`.
+pub fn handle_list(req: &Request, which: Limited, control: &VmControl) -> Response {
     if req.method != "GET" {
         return method_not_allowed(req, "GET");
     }
     let drives: Vec<serde_json::Value> = control
-        .drive_ids()
+        .limited_ids(which)
         .into_iter()
         .filter_map(|id| {
-            let rl = control.drive_limits(&id).ok()?;
+            let rl = control.limits(which, &id).ok()?;
             Some(serde_json::json!({ "id": id, "rate_limiter": rl }))
         })
         .collect();
     Response::json(serde_json::Value::Array(drives))
 }
 
-/// Serves `/drives/{id}`.
-pub fn handle(req: &Request, id: &str, control: &VmControl) -> Response {
+/// Serves `/drives/{id}` or `/network-interfaces/{id}`.
+pub fn handle(req: &Request, which: Limited, id: &str, control: &VmControl) -> Response {
     match req.method.as_str() {
-        "GET" => match control.drive_limits(id) {
+        "GET" => match control.limits(which, id) {
             Ok(rl) => Response::json(serde_json::json!({ "id": id, "rate_limiter": rl })),
             Err(e) => control_error(&e),
         },
@@ -46,7 +48,7 @@ pub fn handle(req: &Request, id: &str, control: &VmControl) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            match control.set_drive_limits(id, patch.rate_limiter) {
+            match control.set_limits(which, id, patch.rate_limiter) {
                 Ok(()) => Response::no_content(),
                 Err(e) => control_error(&e),
             }

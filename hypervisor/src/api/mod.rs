@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::control::{ControlError, VmControl};
+use crate::control::{ControlError, Limited, VmControl};
 use http::{ReadError, Request, Response};
 
 /// Most client connections served at once; more get a 503.
@@ -114,8 +114,10 @@ pub fn route(req: &Request, control: &VmControl) -> (Response, Option<After>) {
         ["vm"] => (vm::handle(req, control), None),
         ["actions"] => actions::handle(req, control),
         ["metrics"] => (metrics::handle(req, control), None),
-        ["drives"] => (drives::handle_list(req, control), None),
-        ["drives", id] => (drives::handle(req, id, control), None),
+        ["drives"] => (drives::handle_list(req, Limited::Drives, control), None),
+        ["drives", id] => (drives::handle(req, Limited::Drives, id, control), None),
+        ["network-interfaces"] => (drives::handle_list(req, Limited::Nets, control), None),
+        ["network-interfaces", id] => (drives::handle(req, Limited::Nets, id, control), None),
         _ => (
             Response::fault(404, format!("no route {} {}", req.method, req.path)),
             None,

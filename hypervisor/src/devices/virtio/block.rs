@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ use vm_memory::GuestMemory;
 
 use super::{GuestMem, QueueError, VirtioDevice};
 use crate::metrics::DeviceMetrics;
-use crate::rate_limiter::RateLimiter;
+use crate::rate_limiter::{RateLimiter, Timer};
 
 /// virtio device ID of a block device.
 pub const DEVICE_ID: u32 = 2;
@@ -60,49 +60,6 @@ pub type BlockMetrics = DeviceMetrics;
 /// Longest the device sleeps on a throttled queue before looking again
 /// (so a limit raised through the API takes effect within this).
 const MAX_THROTTLE_WAIT: Duration = Duration::from_millis(100);
-
-/// A non-blocking one-shot timer (timerfd).
-struct Timer(OwnedFd);
-
-impl Timer {
-    fn new() -> std::io::Result<Self> {
-        // SAFETY: plain syscall; the result is checked.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        Ok(Timer(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn arm(&self, after: Duration) {
-        let after = after.max(Duration::from_micros(50));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs() as libc::time_t,
-                tv_nsec: after.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: valid timerfd and itimerspec; old value not wanted.
-        unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-    }
-
-    /// Consumes an expiry, if any (never blocks).
-    fn clear(&self) {
-        let mut buf = [0u8; 8];
-        // SAFETY: 8 writable bytes; non-blocking fd.
-        unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-    }
-}
 
 /// A block device.
 pub struct Block {
@@ -411,7 +368,7 @@ impl VirtioDevice for Block {
     }
 
     fn event_fd(&self) -> Option<RawFd> {
-        Some(self.timer.0.as_raw_fd())
+        Some(self.timer.as_raw_fd())
     }
 
     fn process_events(

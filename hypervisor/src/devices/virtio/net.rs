@@ -8,13 +8,19 @@
 //! transmit and writes a zero header on receive.
 //!
 //! Work runs on the device's event thread: an epoll set holds the tap (for
-//! frames to the guest, watched only while the guest has receive buffers)
-//! and the queue-notify eventfd (KVM signals it on QueueNotify).
+//! frames to the guest, watched only while the guest has receive buffers),
+//! the queue-notify eventfd (KVM signals it on QueueNotify) and the rate
+//! limiter's timer. One [`RateLimiter`] covers both directions: every frame
+//! takes one operation and its length in bytes; a frame the limiter refuses
+//! waits (a transmit chain stays in its ring, a received frame stays in the
+//! device) until the timer says it may go.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT, Reader, Writer};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -22,6 +28,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::{GuestMem, QueueError, VirtioDevice};
 use crate::metrics::DeviceMetrics;
+use crate::rate_limiter::{RateLimiter, Timer};
 
 /// virtio device ID of a network card.
 pub const DEVICE_ID: u32 = 1;
@@ -39,6 +46,9 @@ const TXQ: usize = 1;
 const TOKEN_TAP: u64 = 1;
 const TOKEN_NOTIFY: u64 = 2;
 const TOKEN_KICK: u64 = 3;
+const TOKEN_TIMER: u64 = 4;
+/// Longest a throttled device sleeps before looking again.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_millis(100);
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 
@@ -105,10 +115,15 @@ pub struct Net {
     pending: Option<Vec<u8>>,
     queue_sizes: [u16; 2],
     metrics: Arc<DeviceMetrics>,
+    limiter: Arc<Mutex<RateLimiter>>,
+    timer: Timer,
+    /// Waiting for the timer: do not watch the tap meanwhile.
+    throttled: bool,
 }
 
 impl Net {
-    /// A device on `tap` with address `mac`.
+    /// A device on `tap` (any file that reads and writes whole frames) with
+    /// address `mac`.
     pub fn new(tap: File, mac: [u8; 6]) -> io::Result<Self> {
         let epoll = Epoll::new()?;
         let kick = EventFd::new(libc::EFD_NONBLOCK)?;
@@ -116,6 +131,12 @@ impl Net {
             ControlOperation::Add,
             kick.as_raw_fd(),
             EpollEvent::new(EventSet::IN, TOKEN_KICK),
+        )?;
+        let timer = Timer::new()?;
+        epoll.ctl(
+            ControlOperation::Add,
+            timer.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, TOKEN_TIMER),
         )?;
         Ok(Net {
             tap,
@@ -127,7 +148,35 @@ impl Net {
             pending: None,
             queue_sizes: [QUEUE_SIZE; 2],
             metrics: Arc::new(DeviceMetrics::default()),
+            limiter: Arc::new(Mutex::new(RateLimiter::default())),
+            timer,
+            throttled: false,
         })
+    }
+
+    /// The device's rate limiter (shared with the control API).
+    pub fn rate_limiter(&self) -> Arc<Mutex<RateLimiter>> {
+        self.limiter.clone()
+    }
+
+    /// Whether the limiter lets a frame of `bytes` go now; if not, arms the
+    /// timer.
+    fn admit(&mut self, bytes: u64) -> bool {
+        let Ok(mut l) = self.limiter.lock() else {
+            return true;
+        };
+        if !l.is_limited() {
+            return true;
+        }
+        match l.try_consume(bytes) {
+            Ok(()) => true,
+            Err(wait) => {
+                self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+                self.timer.arm(wait.min(MAX_THROTTLE_WAIT));
+                self.throttled = true;
+                false
+            }
+        }
     }
 
     /// The device's counters ("read": frames to the guest).
@@ -160,6 +209,12 @@ impl Net {
         let mut used = false;
         let mut frame = [0u8; NET_HDR_SIZE + MAX_FRAME];
         while let Some(chain) = q.iter(mem).map_err(ring)?.next() {
+            let total: u64 = chain.clone().map(|d| u64::from(d.len())).sum();
+            if !self.admit(total.saturating_sub(NET_HDR_SIZE as u64)) {
+                // Leave it in the ring; the timer brings us back.
+                q.set_next_avail(q.next_avail().wrapping_sub(1));
+                return Ok(used);
+            }
             let head = chain.head_index();
             match Reader::new(mem, chain) {
                 Ok(mut r) => {
@@ -209,6 +264,12 @@ impl Net {
                 self.watch_tap(false);
                 return Ok(used);
             };
+            if !self.admit(frame.len() as u64) {
+                q.set_next_avail(q.next_avail().wrapping_sub(1));
+                self.pending = Some(frame);
+                self.watch_tap(false);
+                return Ok(used);
+            }
             let head = chain.head_index();
             let len = match Writer::new(mem, chain) {
                 Ok(mut w) if w.available_bytes() >= NET_HDR_SIZE + frame.len() => {
@@ -232,7 +293,7 @@ impl Net {
             q.add_used(mem, head, len).map_err(ring)?;
             used = true;
         }
-        self.watch_tap(true);
+        self.watch_tap(!self.throttled);
         Ok(used)
     }
 }
@@ -274,6 +335,7 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.pending = None;
+        self.throttled = false;
         self.watch_tap(false);
     }
 
@@ -299,6 +361,10 @@ impl VirtioDevice for Net {
                 TOKEN_KICK => {
                     let _ = self.kick.read();
                 }
+                TOKEN_TIMER => {
+                    self.timer.clear();
+                    self.throttled = false;
+                }
                 _ => {}
             }
         }
@@ -308,6 +374,10 @@ impl VirtioDevice for Net {
             while self.tap.read(&mut buf).is_ok_and(|n| n > 0) {}
             self.pending = None;
             self.watch_tap(true);
+            return Ok(0);
+        }
+        if self.throttled {
+            self.watch_tap(false);
             return Ok(0);
         }
         let mut mask = 0;
@@ -343,6 +413,121 @@ impl VirtioDevice for Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limiter::{BucketConfig, RateLimiterConfig};
+    use std::os::fd::OwnedFd;
+    use std::time::Instant;
+    use vm_memory::{Bytes, GuestAddress};
+
+    const QS: u16 = 64;
+
+    /// A "tap" made of a datagram socket pair (frames stay whole).
+    fn fake_tap() -> (File, std::os::unix::net::UnixDatagram) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for two descriptors; checked.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both descriptors are fresh and ours.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let peer = std::os::unix::net::UnixDatagram::from(b);
+        peer.set_nonblocking(false).expect("blocking peer");
+        (File::from(a), peer)
+    }
+
+    fn queue(m: &GuestMem, base: u64) -> Queue {
+        let mut q = Queue::new(QS).expect("queue");
+        q.set_size(QS);
+        q.set_desc_table_address(Some(base as u32), Some(0));
+        q.set_avail_ring_address(Some((base + 0x1000) as u32), Some(0));
+        q.set_used_ring_address(Some((base + 0x2000) as u32), Some(0));
+        q.set_ready(true);
+        assert!(q.is_valid(m));
+        q
+    }
+
+    fn post(m: &GuestMem, base: u64, i: u16, addr: u64, len: u32, flags: u16) {
+        let d = base + u64::from(i) * 16;
+        m.write_obj(addr, GuestAddress(d)).expect("addr");
+        m.write_obj(len, GuestAddress(d + 8)).expect("len");
+        m.write_obj(flags, GuestAddress(d + 12)).expect("flags");
+        m.write_obj(i, GuestAddress(base + 0x1000 + 4 + u64::from(i) * 2))
+            .expect("ring");
+        m.write_obj(i + 1, GuestAddress(base + 0x1000 + 2))
+            .expect("idx");
+    }
+
+    fn used_idx(m: &GuestMem, base: u64) -> u16 {
+        m.read_obj(GuestAddress(base + 0x2000 + 2)).expect("used")
+    }
+
+    #[test]
+    fn frames_flow_both_ways_and_the_limiter_paces_them() {
+        let m = GuestMem::from_ranges(&[(GuestAddress(0), 1 << 20)]).expect("mem");
+        let (tap, peer) = fake_tap();
+        let mut dev = Net::new(tap, [0x52, 0x54, 0, 0, 0, 1]).expect("net");
+        let (rxb, txb) = (0x10000u64, 0x20000u64);
+        let mut queues = vec![queue(&m, rxb), queue(&m, txb)];
+
+        // Host to guest: a frame lands after a zero header, num_buffers 1.
+        post(&m, rxb, 0, 0x40000, 2048, 2);
+        peer.send(&[0xabu8; 60]).expect("send");
+        let mask = dev.process_events(&mut queues, &m, true).expect("rx");
+        assert_eq!(mask & 1, 1);
+        assert_eq!(used_idx(&m, rxb), 1);
+        let mut got = [0u8; 72];
+        m.read_slice(&mut got, GuestAddress(0x40000)).expect("read");
+        assert_eq!(got[10], 1, "num_buffers");
+        assert!(got[..10].iter().all(|b| *b == 0));
+        assert!(got[12..].iter().all(|b| *b == 0xab));
+
+        // Guest to host at 100 frames/s (burst 1): 21 frames take 200 ms.
+        if let Ok(mut l) = dev.rate_limiter().lock() {
+            *l = RateLimiter::new(&RateLimiterConfig {
+                bandwidth: None,
+                ops: Some(BucketConfig {
+                    rate: 100,
+                    burst: Some(1),
+                }),
+            });
+        }
+        for i in 0..21u16 {
+            m.write_slice(
+                &[0u8; NET_HDR_SIZE],
+                GuestAddress(0x50000 + u64::from(i) * 0x100),
+            )
+            .expect("hdr");
+            m.write_slice(
+                &[i as u8; 100],
+                GuestAddress(0x50000 + u64::from(i) * 0x100 + 12),
+            )
+            .expect("frame");
+            post(&m, txb, i, 0x50000 + u64::from(i) * 0x100, 112, 0);
+        }
+        let t = Instant::now();
+        while used_idx(&m, txb) < 21 && t.elapsed() < Duration::from_secs(3) {
+            dev.process_events(&mut queues, &m, true).expect("tx");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = t.elapsed();
+        assert_eq!(used_idx(&m, txb), 21);
+        assert!(
+            took >= Duration::from_millis(180) && took < Duration::from_millis(600),
+            "{took:?}"
+        );
+        let mut buf = [0u8; 2048];
+        for i in 0..21u8 {
+            let n = peer.recv(&mut buf).expect("frame");
+            assert_eq!(n, 100);
+            assert_eq!(buf[0], i, "in order");
+        }
+        assert!(dev.metrics().throttled.load(Ordering::Relaxed) > 0);
+    }
 
     #[test]
     fn macs_parse() {
