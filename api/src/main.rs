@@ -41,6 +41,9 @@ enum Cmd {
         /// vCPUs per host CPU for shared instances (overcommit).
         #[arg(long, env = "MINICLOUD_CPU_RATIO", default_value_t = 4.0)]
         cpu_allocation_ratio: f64,
+        /// Address of the S3-compatible endpoint.
+        #[arg(long, env = "MINICLOUD_S3_LISTEN", default_value = "127.0.0.1:7071")]
+        s3_listen: SocketAddr,
     },
     /// Instances (VMs).
     #[command(subcommand)]
@@ -68,6 +71,9 @@ enum Cmd {
     Job(api::cli::streams::JobCmd),
     /// What the project's resources cost (this month by default).
     Bill(api::cli::billing::BillArgs),
+    /// Access keys of the S3-compatible endpoint.
+    #[command(subcommand, name = "s3-key")]
+    S3Key(api::cli::storage::S3KeyCmd),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
             vmm,
             no_cli_config,
             cpu_allocation_ratio,
+            s3_listen,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -100,6 +107,7 @@ fn main() -> ExitCode {
                 vmm: vmm.unwrap_or_else(serve::default_vmm),
                 write_cli_config: !no_cli_config,
                 cpu_allocation_ratio,
+                s3_listen,
             };
             match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt.block_on(serve::run(opts)),
@@ -115,6 +123,7 @@ fn main() -> ExitCode {
         Cmd::Queue(c) => api::cli::streams::queue(&cli.conn, c),
         Cmd::Job(c) => api::cli::streams::job(&cli.conn, c),
         Cmd::Bill(a) => api::cli::billing::bill(&cli.conn, a),
+        Cmd::S3Key(c) => api::cli::storage::s3_key(&cli.conn, c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

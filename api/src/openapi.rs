@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{billing, instances, jobs, projects, queues, streams, system};
+use crate::routes::{billing, instances, jobs, projects, queues, storage, streams, system};
 
 /// The document.
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::routes::{billing, instances, jobs, projects, queues, streams, system}
         queues::receive, queues::delete_message, queues::change_visibility, jobs::create, jobs::list,
         jobs::show, jobs::stop, jobs::delete,
         billing::usage, billing::costs, billing::invoices, billing::invoice, billing::set_budget, billing::budget_events,
+        storage::create_key, storage::list_keys, storage::delete_key,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

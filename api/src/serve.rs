@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub write_cli_config: bool,
     /// vCPUs per host CPU (overcommit; OpenStack's default is 4.0).
     pub cpu_allocation_ratio: f64,
+    /// Address of the S3-compatible endpoint (the `storage` crate).
+    pub s3_listen: SocketAddr,
 }
 
 /// Finds `minicloud-vmm`: `$MINICLOUD_VMM`, else next to this binary.
@@ -121,6 +123,9 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
     metering::migrate(&store.pool)
         .await
         .context("metering schema")?;
+    storage::migrate(&store.pool)
+        .await
+        .context("storage schema")?;
     bootstrap(&store, opts).await?;
     let book_path = opts.data_dir.join("pricebook.toml");
     let prices = if book_path.exists() {
@@ -225,6 +230,25 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         "minicloud: API on http://{} (OpenAPI at /openapi.json)",
         listener.local_addr()?
     );
+    // A busy S3 port does not keep the control plane down (several daemons
+    // may share a host in tests): the endpoint is then off, loudly.
+    let s3 = storage::s3::serve_with(
+        opts.s3_listen,
+        state.store.pool.clone(),
+        &opts.data_dir.join("s3"),
+        storage::s3::Options {
+            max_buckets: Some(routes::storage::bucket_quota(state.store.pool.clone())),
+            ..storage::s3::Options::default()
+        },
+    )
+    .await;
+    match &s3 {
+        Ok(s) => println!("minicloud: S3 on http://{}", s.local_addr),
+        Err(e) => eprintln!(
+            "minicloud: S3 endpoint off: cannot serve on {}: {e}",
+            opts.s3_listen
+        ),
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -5,6 +5,7 @@ pub mod instances;
 pub mod jobs;
 pub mod projects;
 pub mod queues;
+pub mod storage;
 pub mod streams;
 pub mod system;
 
@@ -53,6 +54,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/operations/{id}", get(system::operation))
         .route("/v1/events", get(system::events))
         .merge(streams_routes())
+        .route(
+            "/v1/s3-keys",
+            post(storage::create_key).get(storage::list_keys),
+        )
+        .route(
+            "/v1/s3-keys/{id}",
+            axum::routing::delete(storage::delete_key),
+        )
         .route("/openapi.json", get(crate::openapi::serve))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
