@@ -11,6 +11,7 @@
 
 pub mod keys;
 pub mod s3;
+pub mod volumes;
 
 use sqlx::SqlitePool;
 
