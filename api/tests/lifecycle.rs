@@ -18,6 +18,11 @@ fn launch_runs_shows_the_boot_line_and_stops() {
     assert_eq!(inst["host"], "local");
     let console = d.wait_console(&t, &id, "cpus=2 memory_mib=128");
     assert!(console.starts_with("minicloud-mini v0.1.0"), "{console}");
+    // Metrics come from the VMM's own control API.
+    let (s, m) = d.get(&format!("/v1/instances/{id}/metrics"), &t);
+    assert_eq!(s, 200, "{m}");
+    assert!(m["rss_kib"].as_u64().unwrap_or(0) > 0, "{m}");
+    assert!(m["vmm"].is_object(), "VMM metrics missing: {m}");
     // The same instance by name.
     let (s, by_name) = d.get("/v1/instances/web-1", &t);
     assert_eq!(s, 200);

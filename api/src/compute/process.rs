@@ -88,6 +88,8 @@ pub fn spawn(vmm: &Path, dir: &VmDir, config: &VmConfig) -> io::Result<Spawned> 
         .arg(dir.config())
         .arg("--exit-status-file")
         .arg(dir.exit_file())
+        .arg("--api-sock")
+        .arg(dir.api_sock())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -152,6 +154,31 @@ pub fn last_log_line(dir: &VmDir) -> Option<String> {
         .rev()
         .find(|l| !l.trim().is_empty())
         .map(|l| l.trim().to_string())
+}
+
+/// `GET path` on the VMM's control socket; returns the JSON body.
+pub async fn vmm_api_get(dir: &VmDir, path: &str) -> io::Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(dir.api_sock()).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: vmm\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "VMM control API did not answer"))??;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other("malformed HTTP answer from the VMM"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(io::Error::other(format!(
+            "VMM answered {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    serde_json::from_str(body).map_err(io::Error::other)
 }
 
 /// Waits until a process that is not our child exits (pidfd).

@@ -414,6 +414,10 @@ pub struct Metrics {
     pub threads: u64,
     /// Seconds since it reached running.
     pub uptime_s: f64,
+    /// The VMM's own metrics from its control API (per vCPU exits and run
+    /// time, per device bytes/operations/errors), when it answers.
+    #[schema(value_type = Object)]
+    pub vmm: Option<serde_json::Value>,
 }
 
 /// Metrics of a running instance.
@@ -455,7 +459,11 @@ pub async fn metrics(
         .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let vmm = crate::compute::process::vmm_api_get(&st.compute.vm_dir(&inst.id), "/metrics")
+        .await
+        .ok();
     Ok(Json(Metrics {
+        vmm,
         id: inst.id,
         pid,
         rss_kib: field("VmRSS:"),

@@ -27,7 +27,9 @@ pub fn prerequisites() -> (PathBuf, PathBuf) {
             });
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_minicloud"));
         let vmm = bin.with_file_name("minicloud-vmm");
-        if !vmm.exists() {
+        // Always (re)build it: a VMM older than the hypervisor library the
+        // daemon was built with would refuse the config the daemon writes.
+        {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
                 .args(["build", "-p", "hypervisor", "--bin", "minicloud-vmm"])
