@@ -74,6 +74,12 @@ enum Cmd {
     /// Access keys of the S3-compatible endpoint.
     #[command(subcommand, name = "s3-key")]
     S3Key(api::cli::storage::S3KeyCmd),
+    /// Block volumes: create, list, show, resize, delete, snapshot.
+    #[command(subcommand)]
+    Volume(api::cli::storage::VolumeCmd),
+    /// Volume snapshots: list, show, delete.
+    #[command(subcommand)]
+    Snapshot(api::cli::storage::SnapshotCmd),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +130,8 @@ fn main() -> ExitCode {
         Cmd::Job(c) => api::cli::streams::job(&cli.conn, c),
         Cmd::Bill(a) => api::cli::billing::bill(&cli.conn, a),
         Cmd::S3Key(c) => api::cli::storage::s3_key(&cli.conn, c),
+        Cmd::Volume(c) => api::cli::storage::volume(&cli.conn, c),
+        Cmd::Snapshot(c) => api::cli::storage::snapshot(&cli.conn, c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,4 +16,6 @@ pub struct AppState {
     pub streams: streams::Streams,
     /// The price book billing uses.
     pub prices: Arc<metering::PriceBook>,
+    /// Block volumes and snapshots (the `storage` crate).
+    pub volumes: storage::volumes::Volumes,
 }

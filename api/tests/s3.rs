@@ -241,3 +241,105 @@ fn s3_keys_quota_and_tenants_through_the_daemon() {
     assert!(doc["paths"].get("/v1/s3-keys").is_some());
     assert!(doc["paths"].get("/v1/s3-keys/{id}").is_some());
 }
+
+fn cli(d: &Daemon, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_minicloud"))
+        .args(["--url", &d.url, "--token", &d.token, "--output", "json"])
+        .args(args)
+        .output()
+        .expect("minicloud");
+    assert!(
+        out.status.success(),
+        "minicloud {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn volumes_and_snapshots_through_the_daemon() {
+    use std::os::unix::fs::FileExt;
+    let d = start();
+    let v = cli(&d, &["volume", "create", "data", "--size-gib", "1"]);
+    let id = v["id"].as_str().expect("id").to_owned();
+    assert_eq!(v["size_bytes"], 1 << 30);
+    assert_eq!(v["state"], "available");
+    let file = d.dir.path().join(format!("data/volumes/{id}.raw"));
+    let pattern: Vec<u8> = (0..65536u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("volume file")
+        .write_all_at(&pattern, 512 << 20)
+        .expect("write");
+    let s = cli(&d, &["volume", "snapshot", "data", "--name", "s1"]);
+    assert_eq!(s["volume_id"], id.as_str());
+    let (st, r) = call(
+        &d,
+        &d.token,
+        "POST",
+        "/v1/volumes",
+        Some(json!({"name": "copy", "size_gib": 2, "snapshot": "s1"})),
+    );
+    assert_eq!(st, 201, "{r}");
+    let copy = d.dir.path().join(format!(
+        "data/volumes/{}.raw",
+        r["id"].as_str().expect("id")
+    ));
+    let mut got = vec![0u8; pattern.len()];
+    std::fs::File::open(&copy)
+        .expect("copy")
+        .read_exact_at(&mut got, 512 << 20)
+        .expect("read");
+    assert!(got == pattern, "restored data differs");
+    let v = cli(&d, &["volume", "resize", "data", "--size-gib", "3"]);
+    assert_eq!(v["size_bytes"], 3_i64 << 30);
+    let (st, _) = call(
+        &d,
+        &d.token,
+        "POST",
+        "/v1/volumes/data/resize",
+        Some(json!({"size_gib": 1})),
+    );
+    assert_eq!(st, 422);
+    let l = cli(&d, &["volume", "list"]);
+    assert_eq!(l["volumes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        cli(&d, &["snapshot", "list"])["snapshots"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let (st, _) = call(
+        &d,
+        &d.token,
+        "POST",
+        "/v1/volumes",
+        Some(json!({"name": "data", "size_gib": 1})),
+    );
+    assert_eq!(st, 409);
+    cli(&d, &["snapshot", "delete", "s1"]);
+    cli(&d, &["volume", "delete", "data"]);
+    cli(&d, &["volume", "delete", "copy"]);
+    let (st, _) = call(&d, &d.token, "GET", "/v1/volumes/data", None);
+    assert_eq!(st, 404);
+
+    // The project's max_volumes quota.
+    let (st, p) = call(
+        &d,
+        &d.token,
+        "POST",
+        "/v1/projects",
+        Some(json!({"name": "small", "quotas": {
+            "max_instances": 1, "max_vcpus": 1, "max_memory_mib": 128,
+            "max_volumes": 1, "max_buckets": 1, "max_topics": 1}})),
+    );
+    assert_eq!(st, 201, "{p}");
+    let t = p["token"].as_str().expect("token").to_owned();
+    let body = Some(json!({"name": "a", "size_mib": 16}));
+    assert_eq!(call(&d, &t, "POST", "/v1/volumes", body).0, 201);
+    let body = Some(json!({"name": "b", "size_mib": 16}));
+    assert_eq!(call(&d, &t, "POST", "/v1/volumes", body).0, 403);
+    // Another project does not see them.
+    assert_eq!(call(&d, &d.token, "GET", "/v1/volumes/a", None).0, 404);
+}

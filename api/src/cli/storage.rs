@@ -58,3 +58,229 @@ pub fn s3_key(conn: &Conn, cmd: S3KeyCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `minicloud volume ...`
+#[derive(Debug, Subcommand)]
+pub enum VolumeCmd {
+    /// Create a volume (empty, or from a snapshot).
+    Create {
+        /// Name.
+        name: String,
+        /// Size in GiB.
+        #[arg(long)]
+        size_gib: Option<i64>,
+        /// Size in MiB.
+        #[arg(long)]
+        size_mib: Option<i64>,
+        /// Restore this snapshot (id or name).
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// List volumes.
+    List,
+    /// Show a volume.
+    Show {
+        /// Id or name.
+        id: String,
+    },
+    /// Grow a detached volume.
+    Resize {
+        /// Id or name.
+        id: String,
+        /// New size in GiB.
+        #[arg(long)]
+        size_gib: Option<i64>,
+        /// New size in MiB.
+        #[arg(long)]
+        size_mib: Option<i64>,
+    },
+    /// Delete a detached volume.
+    Delete {
+        /// Id or name.
+        id: String,
+    },
+    /// Snapshot a detached volume.
+    Snapshot {
+        /// Id or name of the volume.
+        id: String,
+        /// Snapshot name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// `minicloud snapshot ...`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// List snapshots.
+    List,
+    /// Show a snapshot.
+    Show {
+        /// Id or name.
+        id: String,
+    },
+    /// Delete a snapshot.
+    Delete {
+        /// Id or name.
+        id: String,
+    },
+}
+
+fn size_body(gib: Option<i64>, mib: Option<i64>) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(g) = gib {
+        m.insert("size_gib".into(), g.into());
+    }
+    if let Some(x) = mib {
+        m.insert("size_mib".into(), x.into());
+    }
+    m
+}
+
+fn print_volume(conn: &Conn, v: &serde_json::Value) {
+    if conn.output == Format::Json {
+        json(v);
+    } else {
+        table(
+            &[
+                "ID",
+                "NAME",
+                "SIZE (bytes)",
+                "STATE",
+                "ATTACHED TO",
+                "SOURCE",
+            ],
+            &[volume_row(v)],
+        );
+    }
+}
+
+fn volume_row(v: &serde_json::Value) -> Vec<String> {
+    vec![
+        cell(&v["id"]),
+        cell(&v["name"]),
+        cell(&v["size_bytes"]),
+        cell(&v["state"]),
+        cell(&v["attached_to"]),
+        cell(&v["source"]),
+    ]
+}
+
+fn snapshot_row(s: &serde_json::Value) -> Vec<String> {
+    vec![
+        cell(&s["id"]),
+        cell(&s["name"]),
+        cell(&s["volume_id"]),
+        cell(&s["size_bytes"]),
+        cell(&s["method"]),
+    ]
+}
+
+const SNAPSHOT_HEADERS: [&str; 5] = ["ID", "NAME", "VOLUME", "SIZE (bytes)", "METHOD"];
+
+/// Runs `volume`.
+pub fn volume(conn: &Conn, cmd: VolumeCmd) -> anyhow::Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        VolumeCmd::Create {
+            name,
+            size_gib,
+            size_mib,
+            snapshot,
+        } => {
+            let mut body = size_body(size_gib, size_mib);
+            body.insert("name".into(), name.into());
+            if let Some(s) = snapshot {
+                body.insert("snapshot".into(), s.into());
+            }
+            let v = c.post("/v1/volumes", Some(body.into()))?;
+            print_volume(conn, &v);
+        }
+        VolumeCmd::List => {
+            let v = c.get("/v1/volumes")?;
+            if conn.output == Format::Json {
+                json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v["volumes"]
+                    .as_array()
+                    .map(|a| a.iter().map(volume_row).collect())
+                    .unwrap_or_default();
+                table(
+                    &[
+                        "ID",
+                        "NAME",
+                        "SIZE (bytes)",
+                        "STATE",
+                        "ATTACHED TO",
+                        "SOURCE",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        VolumeCmd::Show { id } => print_volume(conn, &c.get(&format!("/v1/volumes/{id}"))?),
+        VolumeCmd::Resize {
+            id,
+            size_gib,
+            size_mib,
+        } => {
+            let v = c.post(
+                &format!("/v1/volumes/{id}/resize"),
+                Some(size_body(size_gib, size_mib).into()),
+            )?;
+            print_volume(conn, &v);
+        }
+        VolumeCmd::Delete { id } => {
+            c.delete(&format!("/v1/volumes/{id}"))?;
+            if conn.output != Format::Json {
+                println!("deleted {id}");
+            }
+        }
+        VolumeCmd::Snapshot { id, name } => {
+            let s = c.post(
+                &format!("/v1/volumes/{id}/snapshots"),
+                Some(serde_json::json!({ "name": name })),
+            )?;
+            if conn.output == Format::Json {
+                json(&s);
+            } else {
+                table(&SNAPSHOT_HEADERS, &[snapshot_row(&s)]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `snapshot`.
+pub fn snapshot(conn: &Conn, cmd: SnapshotCmd) -> anyhow::Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        SnapshotCmd::List => {
+            let v = c.get("/v1/snapshots")?;
+            if conn.output == Format::Json {
+                json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v["snapshots"]
+                    .as_array()
+                    .map(|a| a.iter().map(snapshot_row).collect())
+                    .unwrap_or_default();
+                table(&SNAPSHOT_HEADERS, &rows);
+            }
+        }
+        SnapshotCmd::Show { id } => {
+            let s = c.get(&format!("/v1/snapshots/{id}"))?;
+            if conn.output == Format::Json {
+                json(&s);
+            } else {
+                table(&SNAPSHOT_HEADERS, &[snapshot_row(&s)]);
+            }
+        }
+        SnapshotCmd::Delete { id } => {
+            c.delete(&format!("/v1/snapshots/{id}"))?;
+            if conn.output != Format::Json {
+                println!("deleted {id}");
+            }
+        }
+    }
+    Ok(())
+}

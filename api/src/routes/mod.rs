@@ -62,6 +62,21 @@ pub fn app(state: AppState) -> Router {
             "/v1/s3-keys/{id}",
             axum::routing::delete(storage::delete_key),
         )
+        .route(
+            "/v1/volumes",
+            post(storage::create_volume).get(storage::list_volumes),
+        )
+        .route(
+            "/v1/volumes/{id}",
+            get(storage::show_volume).delete(storage::delete_volume),
+        )
+        .route("/v1/volumes/{id}/resize", post(storage::resize_volume))
+        .route("/v1/volumes/{id}/snapshots", post(storage::create_snapshot))
+        .route("/v1/snapshots", get(storage::list_snapshots))
+        .route(
+            "/v1/snapshots/{id}",
+            get(storage::show_snapshot).delete(storage::delete_snapshot),
+        )
         .route("/openapi.json", get(crate::openapi::serve))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {

@@ -2,15 +2,20 @@
 //! the caller's project and shows its secret once; `GET` lists them
 //! (without secrets); `DELETE /v1/s3-keys/{id}` revokes one. The S3
 //! endpoint itself listens on its own port (`minicloud serve --s3-listen`).
+//!
+//! Block volumes: `/v1/volumes` (create, list, show, resize, delete,
+//! snapshot) and `/v1/snapshots` (list, show, delete).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use storage::volumes::{Snapshot, Source, Volume, VolumeError};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::json::ValidJson;
 use crate::state::AppState;
 
 /// A new access key, with its secret (shown only in this response).
@@ -104,4 +109,317 @@ pub fn bucket_quota(pool: sqlx::SqlitePool) -> storage::s3::BucketQuota {
             }
         })
     })
+}
+
+fn volume_error(e: VolumeError) -> ApiError {
+    match e {
+        VolumeError::NotFound(kind, id) => ApiError::not_found(kind, &id),
+        VolumeError::Exists(kind, name) => ApiError::conflict(
+            "name_taken",
+            format!("a {kind} named {name:?} already exists in this project"),
+        ),
+        VolumeError::Attached(v, i) => {
+            ApiError::conflict("volume_attached", format!("volume {v} is attached to {i}"))
+        }
+        VolumeError::Invalid(m) => ApiError::invalid("volume", m),
+        e => ApiError::internal("volumes", e),
+    }
+}
+
+/// A volume.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeView {
+    /// `vol-…`.
+    pub id: String,
+    /// Unique in the project.
+    pub name: String,
+    /// Provisioned size in bytes.
+    pub size_bytes: i64,
+    /// `available` or `attached`.
+    pub state: String,
+    /// The instance it is attached to.
+    pub attached_to: Option<String>,
+    /// What it was made from (`snapshot:ID`, `image:PATH`).
+    pub source: Option<String>,
+    /// Creation time (unix ms).
+    pub created_at: i64,
+}
+
+impl From<Volume> for VolumeView {
+    fn from(v: Volume) -> Self {
+        VolumeView {
+            state: if v.attached_to.is_some() {
+                "attached"
+            } else {
+                "available"
+            }
+            .into(),
+            id: v.id,
+            name: v.name,
+            size_bytes: v.size_bytes,
+            attached_to: v.attached_to,
+            source: v.source,
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// A snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotView {
+    /// `snap-…`.
+    pub id: String,
+    /// Unique in the project.
+    pub name: String,
+    /// The volume it was taken from.
+    pub volume_id: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// `reflink` (copy-on-write) or `sparse-copy`.
+    pub method: String,
+    /// Creation time (unix ms).
+    pub created_at: i64,
+}
+
+impl From<Snapshot> for SnapshotView {
+    fn from(s: Snapshot) -> Self {
+        SnapshotView {
+            id: s.id,
+            name: s.name,
+            volume_id: s.volume_id,
+            size_bytes: s.size_bytes,
+            method: s.method,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// `POST /v1/volumes`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVolume {
+    /// 1-63 of a-z, 0-9, -.
+    pub name: String,
+    /// Size in GiB (or give `size_mib`).
+    #[serde(default)]
+    pub size_gib: Option<i64>,
+    /// Size in MiB.
+    #[serde(default)]
+    pub size_mib: Option<i64>,
+    /// Restore this snapshot (id or name) into the new volume.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+}
+
+/// `POST /v1/volumes/{id}/resize`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeVolume {
+    /// New size in GiB (or `size_mib`); volumes only grow.
+    #[serde(default)]
+    pub size_gib: Option<i64>,
+    /// New size in MiB.
+    #[serde(default)]
+    pub size_mib: Option<i64>,
+}
+
+/// `POST /v1/volumes/{id}/snapshots`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshot {
+    /// 1-63 of a-z, 0-9, -.
+    pub name: String,
+}
+
+/// Volumes of the project.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VolumeList {
+    /// By name.
+    pub volumes: Vec<VolumeView>,
+}
+
+/// Snapshots of the project.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotList {
+    /// By name.
+    pub snapshots: Vec<SnapshotView>,
+}
+
+fn size_bytes(gib: Option<i64>, mib: Option<i64>) -> ApiResult<i64> {
+    let mib = match (gib, mib) {
+        (Some(g), None) => g.checked_mul(1024),
+        (None, Some(m)) => Some(m),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::invalid("size_gib", "give one of size_gib or size_mib"))?;
+    mib.checked_mul(1 << 20)
+        .ok_or_else(|| ApiError::invalid("size_gib", "too large"))
+}
+
+/// Creates a volume (empty, or restored from a snapshot).
+#[utoipa::path(post, path = "/v1/volumes", request_body = CreateVolume, tag = "storage",
+    responses((status = 201, body = VolumeView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_volume(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidJson(req): ValidJson<CreateVolume>,
+) -> ApiResult<(StatusCode, Json<VolumeView>)> {
+    let size = size_bytes(req.size_gib, req.size_mib)?;
+    let project = &caller.project;
+    let count = st.volumes.count(&project.id).await.map_err(volume_error)?;
+    let max = project.quotas.max_volumes;
+    if count + 1 > max {
+        return Err(ApiError::forbidden(format!(
+            "quota exceeded: volumes would be {}, the project's limit is {max}",
+            count + 1
+        ))
+        .details(serde_json::json!({ "quota": "volumes", "requested": count + 1, "limit": max })));
+    }
+    let source = match req.snapshot {
+        Some(s) => Source::Snapshot(s),
+        None => Source::Empty,
+    };
+    let v = st
+        .volumes
+        .create(&project.id, &req.name, size, source)
+        .await
+        .map_err(volume_error)?;
+    Ok((StatusCode::CREATED, Json(v.into())))
+}
+
+/// Lists the project's volumes.
+#[utoipa::path(get, path = "/v1/volumes", tag = "storage", responses((status = 200, body = VolumeList)))]
+pub async fn list_volumes(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<VolumeList>> {
+    let v = st
+        .volumes
+        .list(&caller.project.id)
+        .await
+        .map_err(volume_error)?;
+    Ok(Json(VolumeList {
+        volumes: v.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Shows a volume (id or name).
+#[utoipa::path(get, path = "/v1/volumes/{id}", tag = "storage", params(("id" = String, Path)),
+    responses((status = 200, body = VolumeView), (status = 404, body = ErrorBody)))]
+pub async fn show_volume(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<VolumeView>> {
+    let v = st
+        .volumes
+        .get(&caller.project.id, &id)
+        .await
+        .map_err(volume_error)?;
+    Ok(Json(v.into()))
+}
+
+/// Grows a detached volume.
+#[utoipa::path(post, path = "/v1/volumes/{id}/resize", request_body = ResizeVolume, tag = "storage",
+    params(("id" = String, Path)),
+    responses((status = 200, body = VolumeView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn resize_volume(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ValidJson(req): ValidJson<ResizeVolume>,
+) -> ApiResult<Json<VolumeView>> {
+    let size = size_bytes(req.size_gib, req.size_mib)?;
+    let v = st
+        .volumes
+        .resize(&caller.project.id, &id, size)
+        .await
+        .map_err(volume_error)?;
+    Ok(Json(v.into()))
+}
+
+/// Deletes a detached volume.
+#[utoipa::path(delete, path = "/v1/volumes/{id}", tag = "storage", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_volume(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    st.volumes
+        .delete(&caller.project.id, &id)
+        .await
+        .map_err(volume_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Snapshots a detached volume.
+#[utoipa::path(post, path = "/v1/volumes/{id}/snapshots", request_body = CreateSnapshot, tag = "storage",
+    params(("id" = String, Path)),
+    responses((status = 201, body = SnapshotView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_snapshot(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ValidJson(req): ValidJson<CreateSnapshot>,
+) -> ApiResult<(StatusCode, Json<SnapshotView>)> {
+    let s = st
+        .volumes
+        .snapshot_volume(
+            &caller.project.id,
+            &id,
+            &req.name,
+            false,
+            Box::new(|_, _| {}),
+        )
+        .await
+        .map_err(volume_error)?;
+    Ok((StatusCode::CREATED, Json(s.into())))
+}
+
+/// Lists the project's snapshots.
+#[utoipa::path(get, path = "/v1/snapshots", tag = "storage", responses((status = 200, body = SnapshotList)))]
+pub async fn list_snapshots(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<SnapshotList>> {
+    let s = st
+        .volumes
+        .snapshots(&caller.project.id)
+        .await
+        .map_err(volume_error)?;
+    Ok(Json(SnapshotList {
+        snapshots: s.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Shows a snapshot (id or name).
+#[utoipa::path(get, path = "/v1/snapshots/{id}", tag = "storage", params(("id" = String, Path)),
+    responses((status = 200, body = SnapshotView), (status = 404, body = ErrorBody)))]
+pub async fn show_snapshot(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SnapshotView>> {
+    let s = st
+        .volumes
+        .snapshot(&caller.project.id, &id)
+        .await
+        .map_err(volume_error)?;
+    Ok(Json(s.into()))
+}
+
+/// Deletes a snapshot.
+#[utoipa::path(delete, path = "/v1/snapshots/{id}", tag = "storage", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_snapshot(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    st.volumes
+        .delete_snapshot(&caller.project.id, &id)
+        .await
+        .map_err(volume_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
