@@ -12,7 +12,7 @@ use crate::routes::{billing, instances, jobs, projects, queues, storage, streams
     info(title = "minicloud", description = "A cloud on one Linux machine: instances, projects, quotas."),
     paths(
         instances::launch, instances::list, instances::show, instances::start, instances::stop,
-        instances::reboot, instances::delete, instances::console, instances::console_ws, instances::metrics,
+        instances::reboot, instances::pause, instances::resume, instances::delete, instances::console, instances::console_ws, instances::metrics,
         projects::create, projects::list, projects::show, projects::own, projects::set_quotas, projects::create_token,
         system::images, system::host, system::operation, system::events,
         streams::create_topic, streams::list_topics, streams::describe_topic, streams::delete_topic,

@@ -203,6 +203,7 @@ fn spawn_budget_checks(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
+            close_last_month(&store, &prices).await;
             let crossed =
                 match metering::check_budgets(&store.pool, &prices, crate::store::now_ms()).await {
                     Ok(c) => c,
@@ -222,6 +223,21 @@ fn spawn_budget_checks(
             }
         }
     });
+}
+
+/// Closes the previous calendar month once it is over, making its
+/// invoices immutable (later usage for it becomes adjustments).
+async fn close_last_month(store: &Store, prices: &metering::PriceBook) {
+    let now = crate::store::now_ms();
+    let last = metering::Month::containing(metering::Month::containing(now).start() - 1);
+    match metering::invoice::closed_months(&store.pool).await {
+        Ok(closed) if closed.contains(&last) => {}
+        Ok(_) => match metering::invoice::close_month(&store.pool, prices, last, now).await {
+            Ok(_) => tracing::info!(month = %last, "closed the month's invoices"),
+            Err(e) => tracing::debug!(month = %last, error = %e, "month not closed"),
+        },
+        Err(e) => tracing::warn!(error = %e, "listing closed months"),
+    }
 }
 
 /// Runs the daemon.

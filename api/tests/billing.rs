@@ -122,3 +122,39 @@ fn a_long_run_through_a_daemon_crash_is_billed_its_real_seconds_once() {
         "billed {billed} ms for {real_ms} ms of running"
     );
 }
+
+/// Paused time is billed as the price book says: memory as
+/// `instance.paused_memory`, vCPUs not at all.
+#[test]
+fn paused_time_is_billed_as_paused_memory() {
+    let d = Daemon::start();
+    let t = d.admin_token.clone();
+    let id = d.launch(
+        &t,
+        json!({"name": "nap", "image": "mini", "vcpus": 1, "memory_mib": 64}),
+    );
+    d.wait_state(&t, &id, "running");
+    let (s, v) = d.post(&format!("/v1/instances/{id}/pause"), &t, json!(null));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "paused");
+    let paused_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let (s, v) = d.post(&format!("/v1/instances/{id}/resume"), &t, json!(null));
+    let paused_ms = paused_at.elapsed().as_millis() as i64;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "running");
+    let (s, v) = d.post(&format!("/v1/instances/{id}/resume"), &t, json!(null));
+    assert_eq!(s, 409, "resuming a running instance: {v}");
+    let (s, _) = d.post(&format!("/v1/instances/{id}/stop"), &t, json!(null));
+    assert_eq!(s, 202);
+    d.wait_state(&t, &id, "stopped");
+    let (_, report) = d.get("/v1/billing/usage?group_by=resource&from=2020-01-01", &t);
+    let pm = rows(&report, &id, "instance.paused_memory");
+    assert_eq!(pm.len(), 1, "{report}");
+    let mib_ms = pm[0]["quantity_base"].as_i64().expect("q");
+    let measured = mib_ms / 64;
+    assert!(
+        (measured - paused_ms).abs() < 1000,
+        "paused {paused_ms} ms, billed {measured} ms"
+    );
+}

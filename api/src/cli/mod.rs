@@ -120,6 +120,16 @@ pub enum VmCmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Pause a running instance (billed as paused).
+    Pause {
+        /// Id or name.
+        id: String,
+    },
+    /// Resume a paused instance.
+    Resume {
+        /// Id or name.
+        id: String,
+    },
     /// Reboot an instance.
     Reboot {
         /// Id or name.
@@ -365,6 +375,18 @@ pub fn vm(conn: &Conn, cmd: VmCmd) -> anyhow::Result<()> {
             };
             out(conn, &v, |v| {
                 println!("{}", cell(&v["state"]).replace('-', "starting"))
+            });
+        }
+        VmCmd::Pause { id } => {
+            let v = c.post(&format!("/v1/instances/{id}/pause"), None)?;
+            out(conn, &v, |v| {
+                println!("{} is {}", cell(&v["name"]), cell(&v["state"]))
+            });
+        }
+        VmCmd::Resume { id } => {
+            let v = c.post(&format!("/v1/instances/{id}/resume"), None)?;
+            out(conn, &v, |v| {
+                println!("{} is {}", cell(&v["name"]), cell(&v["state"]))
             });
         }
         VmCmd::Reboot { id } => {

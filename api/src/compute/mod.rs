@@ -619,7 +619,7 @@ impl Compute {
     ) -> ApiResult<Operation> {
         if !matches!(
             inst.state.as_str(),
-            state::RUNNING | state::STARTING | state::STOPPING
+            state::RUNNING | state::PAUSED | state::STARTING | state::STOPPING
         ) {
             return Err(ApiError::conflict(
                 "invalid_state",
@@ -661,6 +661,63 @@ impl Compute {
         }
         tracing::info!(instance = %inst.id, "stop deadline passed: killing the VMM");
         process::signal(pid, start, libc::SIGKILL);
+    }
+
+    /// Pauses a running instance's vCPUs (through its VMM's control API);
+    /// from then on it is billed as paused.
+    pub async fn pause(self: &Arc<Self>, inst: &Instance, pause: bool) -> ApiResult<Instance> {
+        let (from, to, verb) = if pause {
+            (state::RUNNING, state::PAUSED, "paused")
+        } else {
+            (state::PAUSED, state::RUNNING, "resumed")
+        };
+        if inst.state != from {
+            return Err(ApiError::conflict(
+                "invalid_state",
+                format!(
+                    "instance {} is {}; only a {from} instance can be {verb}",
+                    inst.id, inst.state
+                ),
+            ));
+        }
+        let lock = self.lock_for(&inst.id);
+        let _g = lock.lock().await;
+        let body = format!("{{\"state\":\"{verb}\"}}");
+        let (status, answer) =
+            process::vmm_api(&self.vm_dir(&inst.id), "PATCH", "/vm", Some(&body))
+                .await
+                .map_err(|e| {
+                    ApiError::conflict("vmm_unreachable", format!("the VMM's control API: {e}"))
+                })?;
+        if !(200..300).contains(&status) {
+            return Err(ApiError::conflict(
+                "vmm_refused",
+                format!("the VMM answered {status}: {answer}"),
+            ));
+        }
+        let at = now_ms();
+        let mut tx = self.store.write().await?;
+        instances::set_state(&mut tx, &inst.id, to, None).await?;
+        let metered = if pause {
+            metering::pause(&mut tx, &inst.id, at).await
+        } else {
+            metering::resume(&mut tx, &inst.id, at).await
+        };
+        metered.map_err(|e| ApiError::internal("metering", e))?;
+        let ev = events::append(
+            &mut tx,
+            &inst.project_id,
+            "instance.state",
+            &inst.id,
+            Some(to),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        let _ = self.events.send(ev);
+        instances::get_any(&self.store.pool, &inst.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("instance", &inst.id))
     }
 
     /// Starts a stopped or failed instance.

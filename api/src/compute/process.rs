@@ -158,12 +158,47 @@ pub fn last_log_line(dir: &VmDir) -> Option<String> {
 
 /// `GET path` on the VMM's control socket; returns the JSON body.
 pub async fn vmm_api_get(dir: &VmDir, path: &str) -> io::Result<serde_json::Value> {
+    let (status, body) = vmm_api(dir, "GET", path, None).await?;
+    if status != 200 {
+        return Err(io::Error::other(format!("VMM answered {status}: {body}")));
+    }
+    serde_json::from_str(&body).map_err(io::Error::other)
+}
+
+/// One request to the VMM's control API (HTTP/1.1 over its Unix socket);
+/// returns the status and body.
+pub async fn vmm_api(
+    dir: &VmDir,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::UnixStream::connect(dir.api_sock()).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: vmm\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    // A VMM that has just started may not have bound its socket yet.
+    let mut tries = 0;
+    let mut s = loop {
+        match tokio::net::UnixStream::connect(dir.api_sock()).await {
+            Ok(s) => break s,
+            Err(e)
+                if tries < 40
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: vmm\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf))
         .await
@@ -172,13 +207,12 @@ pub async fn vmm_api_get(dir: &VmDir, path: &str) -> io::Result<serde_json::Valu
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| io::Error::other("malformed HTTP answer from the VMM"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(io::Error::other(format!(
-            "VMM answered {}",
-            head.lines().next().unwrap_or("")
-        )));
-    }
-    serde_json::from_str(body).map_err(io::Error::other)
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed HTTP status from the VMM"))?;
+    Ok((status, body.to_string()))
 }
 
 /// Waits until a process that is not our child exits (pidfd).

@@ -251,6 +251,30 @@ pub async fn stop(
     ))
 }
 
+/// Pauses a running instance's vCPUs (its memory stays; billed as paused).
+#[utoipa::path(post, path = "/v1/instances/{id}/pause", tag = "instances", params(("id" = String, Path)),
+    responses((status = 200, body = Instance), (status = 409, body = ErrorBody)))]
+pub async fn pause(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Instance>> {
+    let inst = lookup(&st, &caller, &id).await?;
+    Ok(Json(st.compute.pause(&inst, true).await?))
+}
+
+/// Resumes a paused instance.
+#[utoipa::path(post, path = "/v1/instances/{id}/resume", tag = "instances", params(("id" = String, Path)),
+    responses((status = 200, body = Instance), (status = 409, body = ErrorBody)))]
+pub async fn resume(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Instance>> {
+    let inst = lookup(&st, &caller, &id).await?;
+    Ok(Json(st.compute.pause(&inst, false).await?))
+}
+
 /// Reboots an instance (orderly stop, then start).
 #[utoipa::path(post, path = "/v1/instances/{id}/reboot", tag = "instances", params(("id" = String, Path), StopQuery),
     responses((status = 202, body = Operation), (status = 409, body = ErrorBody)))]

@@ -35,6 +35,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/instances/{id}/start", post(instances::start))
         .route("/v1/instances/{id}/stop", post(instances::stop))
         .route("/v1/instances/{id}/reboot", post(instances::reboot))
+        .route("/v1/instances/{id}/pause", post(instances::pause))
+        .route("/v1/instances/{id}/resume", post(instances::resume))
         .route("/v1/instances/{id}/console", get(instances::console))
         .route("/v1/instances/{id}/console/ws", get(instances::console_ws))
         .route("/v1/instances/{id}/metrics", get(instances::metrics))

@@ -16,6 +16,8 @@ pub mod state {
     pub const STARTING: &str = "starting";
     /// Its VMM process runs the guest.
     pub const RUNNING: &str = "running";
+    /// Its vCPUs are paused (memory kept); billed as the price book says.
+    pub const PAUSED: &str = "paused";
     /// Asked to stop; waiting for the guest or the deadline.
     pub const STOPPING: &str = "stopping";
     /// Not running (guest powered off, or stopped on request).
@@ -24,11 +26,11 @@ pub mod state {
     pub const FAILED: &str = "failed";
 
     /// States in which a VMM process may exist.
-    pub const ACTIVE: [&str; 5] = [PENDING, SCHEDULED, STARTING, RUNNING, STOPPING];
+    pub const ACTIVE: [&str; 6] = [PENDING, SCHEDULED, STARTING, RUNNING, PAUSED, STOPPING];
 
     /// Whether `s` is a settled (non-transitional) state.
     pub fn is_settled(s: &str) -> bool {
-        matches!(s, RUNNING | STOPPED | FAILED)
+        matches!(s, RUNNING | PAUSED | STOPPED | FAILED)
     }
 }
 
@@ -165,7 +167,7 @@ pub async fn list(pool: &SqlitePool, project_id: &str) -> Result<Vec<Instance>, 
 /// Every live instance in a state where a VMM may exist (for reconciling).
 pub async fn active(pool: &SqlitePool) -> Result<Vec<Instance>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT * FROM instances WHERE deleted_at IS NULL AND state IN ('pending','scheduled','starting','running','stopping')",
+        "SELECT * FROM instances WHERE deleted_at IS NULL AND state IN ('pending','scheduled','starting','running','paused','stopping')",
     )
     .fetch_all(pool)
     .await
