@@ -400,25 +400,34 @@ pub struct FetchQuery {
     pub wait_ms: Option<u64>,
 }
 
-/// One fetched record in JSON.
+/// One fetched record in JSON (borrowing from the fetched batch).
 #[derive(Debug, Serialize)]
-struct JsonOut {
+struct JsonOut<'a> {
     offset: u64,
     timestamp: i64,
-    key: Option<String>,
+    key: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_hex: Option<String>,
-    value: Option<String>,
+    value: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value_hex: Option<String>,
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<&'a str, std::borrow::Cow<'a, str>>,
 }
 
-fn text_or_hex(b: Option<&Bytes>) -> (Option<String>, Option<String>) {
+/// A JSON fetch answer.
+#[derive(Debug, Serialize)]
+struct FetchOut<'a> {
+    records: Vec<JsonOut<'a>>,
+    next_offset: u64,
+    log_start_offset: u64,
+    high_watermark: u64,
+}
+
+fn text_or_hex(b: Option<&Bytes>) -> (Option<&str>, Option<String>) {
     match b {
         None => (None, None),
         Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => (Some(s.to_string()), None),
+            Ok(s) => (Some(s), None),
             Err(_) => (None, Some(hex::encode(b))),
         },
     }
@@ -530,22 +539,17 @@ pub async fn fetch(
                 headers: rec
                     .headers
                     .iter()
-                    .map(|h| {
-                        (
-                            h.name.clone(),
-                            String::from_utf8_lossy(&h.value).into_owned(),
-                        )
-                    })
+                    .map(|h| (h.name.as_str(), String::from_utf8_lossy(&h.value)))
                     .collect(),
             }
         })
         .collect();
-    Ok(Json(json!({
-        "records": records,
-        "next_offset": r.next_offset,
-        "log_start_offset": r.log_start_offset,
-        "high_watermark": r.high_watermark,
-    }))
+    Ok(Json(FetchOut {
+        records,
+        next_offset: r.next_offset,
+        log_start_offset: r.log_start_offset,
+        high_watermark: r.high_watermark,
+    })
     .into_response())
 }
 
