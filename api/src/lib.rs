@@ -22,3 +22,4 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod store;
+pub mod streams_usage;

@@ -178,6 +178,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
         tracing::info!(jobs = ?resumed, "resumed stream jobs");
     }
     spawn_budget_checks(store.clone(), prices.clone(), compute.clone());
+    crate::streams_usage::spawn(store.clone(), streams.clone());
     let volumes = storage::volumes::Volumes::open(store.pool.clone(), &opts.data_dir)
         .await
         .context("opening volumes")?;

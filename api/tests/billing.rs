@@ -158,3 +158,47 @@ fn paused_time_is_billed_as_paused_memory() {
         "paused {paused_ms} ms, billed {measured} ms"
     );
 }
+
+/// Bytes produced to and consumed from a topic show up on the bill.
+#[test]
+fn stream_bytes_are_billed() {
+    let d = Daemon::start();
+    let t = d.project("streamer", None);
+    let (s, v) = d.post(
+        "/v1/topics",
+        &t,
+        json!({"name": "readings", "partitions": 2}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let records: Vec<Value> = (0..100)
+        .map(|i| json!({"key": format!("k{i}"), "value": {"n": i, "pad": "x".repeat(100)}}))
+        .collect();
+    let (s, v) = d.post(
+        "/v1/topics/readings/records",
+        &t,
+        json!({"records": records}),
+    );
+    assert!(s == 200 || s == 201, "{v}");
+    // The sampler runs every 10 s.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, report) = d.get("/v1/billing/usage?group_by=meter&from=2020-01-01", &t);
+        let bytes_in = report["rows"]
+            .as_array()
+            .and_then(|r| r.iter().find(|x| x["meter"] == "streams.bytes_in"))
+            .and_then(|x| x["quantity_base"].as_i64())
+            .unwrap_or(0);
+        let partitions = report["rows"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["meter"] == "streams.partition"));
+        if bytes_in >= 100 * 100 && partitions {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stream usage never billed: {report}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
