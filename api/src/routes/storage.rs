@@ -111,7 +111,9 @@ pub fn bucket_quota(pool: sqlx::SqlitePool) -> storage::s3::BucketQuota {
     })
 }
 
-fn volume_error(e: VolumeError) -> ApiError {
+/// Maps a volume error to the API's error (404, 409 name_taken or
+/// volume_attached, 422, 500); the launch path can reuse it.
+pub fn volume_error(e: VolumeError) -> ApiError {
     match e {
         VolumeError::NotFound(kind, id) => ApiError::not_found(kind, &id),
         VolumeError::Exists(kind, name) => ApiError::conflict(
