@@ -79,6 +79,9 @@ pub enum VmCmd {
         /// Dedicated host cores.
         #[arg(long)]
         dedicated: bool,
+        /// Attach a block volume (name or id) as another disk; repeatable.
+        #[arg(long = "volume")]
+        volumes: Vec<String>,
         /// Wait until it runs (with a spinner).
         #[arg(long)]
         wait: bool,
@@ -288,6 +291,7 @@ pub fn vm(conn: &Conn, cmd: VmCmd) -> anyhow::Result<()> {
             cmdline,
             user_data,
             dedicated,
+            volumes,
             wait,
         } => {
             let name = name.unwrap_or_else(|| {
@@ -305,6 +309,9 @@ pub fn vm(conn: &Conn, cmd: VmCmd) -> anyhow::Result<()> {
             }
             if dedicated {
                 body["cpu_policy"] = json!("dedicated");
+            }
+            if !volumes.is_empty() {
+                body["volumes"] = json!(volumes);
             }
             let accepted = c.post("/v1/instances", Some(body))?;
             let id = accepted["instance"]["id"]

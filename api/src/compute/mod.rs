@@ -64,6 +64,10 @@ pub struct LaunchSpec {
     pub user_data: Option<String>,
     /// Dedicated host cores.
     pub dedicated: bool,
+    /// The instance id, when the caller chose it (to attach volumes first).
+    pub id: Option<String>,
+    /// Block volumes already attached to `id`, in disk order: (volume id, raw file).
+    pub volumes: Vec<(String, PathBuf)>,
 }
 
 /// The compute service.
@@ -281,7 +285,10 @@ impl Compute {
                 ),
             ));
         }
-        let id = format!("i-{}", uuid::Uuid::now_v7().simple());
+        let id = spec
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("i-{}", uuid::Uuid::now_v7().simple()));
         let placement =
             self.place(&self.placement_request(&id, spec.vcpus, spec.memory_mib, spec.dedicated))?;
         let now = now_ms();
@@ -314,6 +321,15 @@ impl Compute {
             started_at: None,
             stopped_at: None,
             deleted_at: None,
+            volumes: (!spec.volumes.is_empty()).then(|| {
+                serde_json::json!(
+                    spec.volumes
+                        .iter()
+                        .map(|(id, path)| serde_json::json!({ "id": id, "path": path }))
+                        .collect::<Vec<_>>()
+                )
+                .to_string()
+            }),
         };
         let recorded = async {
             instances::insert(&mut tx, &inst).await?;
@@ -491,6 +507,18 @@ impl Compute {
                 std::fs::copy(rootfs, &root).map_err(|e| ApiError::internal("root disk", e))?;
             }
             disks.push(serde_json::json!({ "path": root, "read_only": false, "id": "root" }));
+        }
+        // Attached volumes follow the image's root disk, in launch order.
+        if let Some(list) = inst
+            .volumes
+            .as_deref()
+            .and_then(|v| serde_json::from_str::<Vec<serde_json::Value>>(v).ok())
+        {
+            for v in list {
+                disks.push(
+                    serde_json::json!({ "path": v["path"], "read_only": false, "id": v["id"] }),
+                );
+            }
         }
         let (cpu_affinity, vcpu_cpus) = match (inst.cpu_policy.as_str(), &inst.cpus) {
             ("dedicated", Some(c)) => (None, Some(c.clone())),

@@ -50,6 +50,10 @@ pub struct LaunchRequest {
     /// `shared` (default) or `dedicated` host cores.
     #[serde(default)]
     pub cpu_policy: Option<String>,
+    /// Block volumes (names or ids) attached as more virtio-blk disks, in
+    /// order (at most 8); each may be attached to one instance only.
+    #[serde(default)]
+    pub volumes: Option<Vec<String>>,
 }
 
 /// An accepted long operation.
@@ -159,7 +163,32 @@ pub async fn launch(
     Json<Accepted>,
 )> {
     validate(&req)?;
+    let id = format!("i-{}", uuid::Uuid::now_v7().simple());
+    let names = req.volumes.clone().unwrap_or_default();
+    if names.len() > 8 {
+        return Err(ApiError::invalid("volumes", "at most 8 volumes"));
+    }
+    let mut volumes = Vec::new();
+    for name in &names {
+        match st.volumes.attach(&caller.project.id, name, &id).await {
+            Ok(path) => {
+                let vid = st
+                    .volumes
+                    .get(&caller.project.id, name)
+                    .await
+                    .map(|v| v.id)
+                    .unwrap_or_else(|_| name.clone());
+                volumes.push((vid, path));
+            }
+            Err(e) => {
+                let _ = st.volumes.detach_all(&id).await;
+                return Err(crate::routes::storage::volume_error(e));
+            }
+        }
+    }
     let spec = LaunchSpec {
+        id: Some(id.clone()),
+        volumes,
         name: req.name,
         image: req.image,
         vcpus: req.vcpus,
@@ -169,7 +198,13 @@ pub async fn launch(
         user_data: req.user_data,
         dedicated: req.cpu_policy.as_deref() == Some("dedicated"),
     };
-    let (instance, operation) = st.compute.launch(&caller.project, spec).await?;
+    let (instance, operation) = match st.compute.launch(&caller.project, spec).await {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = st.volumes.detach_all(&id).await;
+            return Err(e);
+        }
+    };
     let location = format!("/v1/instances/{}", instance.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -304,6 +339,10 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let inst = lookup(&st, &caller, &id).await?;
     st.compute.delete(&inst).await?;
+    st.volumes
+        .detach_all(&inst.id)
+        .await
+        .map_err(crate::routes::storage::volume_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -86,14 +86,17 @@ pub struct Instance {
     /// Deleted (unix ms); deleted instances are invisible.
     #[serde(skip)]
     pub deleted_at: Option<i64>,
+    /// Attached block volumes, in disk order (JSON list of `{id, path}`).
+    #[serde(skip)]
+    pub volumes: Option<String>,
 }
 
 /// Inserts a new instance.
 pub async fn insert(conn: &mut SqliteConnection, i: &Instance) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO instances (id, project_id, name, image, vcpus, memory_mib, cmdline, run, user_data, \
-         cpu_policy, state, state_reason, host, cpus, allocation, created_at, updated_at) \
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+         cpu_policy, state, state_reason, host, cpus, allocation, created_at, updated_at, volumes) \
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )
     .bind(&i.id)
     .bind(&i.project_id)
@@ -112,6 +115,7 @@ pub async fn insert(conn: &mut SqliteConnection, i: &Instance) -> Result<(), sql
     .bind(&i.allocation)
     .bind(i.created_at)
     .bind(i.updated_at)
+    .bind(&i.volumes)
     .execute(conn)
     .await?;
     Ok(())
