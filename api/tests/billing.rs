@@ -202,3 +202,27 @@ fn stream_bytes_are_billed() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Provisioned volume and snapshot storage is billed for the time it exists.
+#[test]
+fn volumes_are_billed_while_provisioned() {
+    let d = Daemon::start();
+    let t = d.project("disks", None);
+    let (s, v) = d.post("/v1/volumes", &t, json!({"name": "vol", "size_mib": 64}));
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
+    let created = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let (s, _) = d.call("DELETE", "/v1/volumes/vol", &t, None);
+    assert_eq!(s, 204);
+    let lived = created.elapsed().as_millis() as i64;
+    let (_, report) = d.get("/v1/billing/usage?group_by=resource&from=2020-01-01", &t);
+    let r = rows(&report, &id, "volume.storage");
+    assert_eq!(r.len(), 1, "{report}");
+    let mib_ms = r[0]["quantity_base"].as_i64().expect("q");
+    assert!(
+        (mib_ms / 64 - lived).abs() < 500,
+        "billed {} ms for {lived} ms",
+        mib_ms / 64
+    );
+}

@@ -286,6 +286,14 @@ pub async fn create_volume(
         .create(&project.id, &req.name, size, source)
         .await
         .map_err(volume_error)?;
+    meter_gauge(
+        &st,
+        &project.id,
+        &v.id,
+        metering::meter::VOLUME_STORAGE,
+        Some(v.size_bytes),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(v.into())))
 }
 
@@ -337,6 +345,14 @@ pub async fn resize_volume(
         .resize(&caller.project.id, &id, size)
         .await
         .map_err(volume_error)?;
+    meter_gauge(
+        &st,
+        &caller.project.id,
+        &v.id,
+        metering::meter::VOLUME_STORAGE,
+        Some(v.size_bytes),
+    )
+    .await?;
     Ok(Json(v.into()))
 }
 
@@ -348,11 +364,55 @@ pub async fn delete_volume(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let vid = st
+        .volumes
+        .get(&caller.project.id, &id)
+        .await
+        .map_err(volume_error)?
+        .id;
     st.volumes
         .delete(&caller.project.id, &id)
         .await
         .map_err(volume_error)?;
+    meter_gauge(
+        &st,
+        &caller.project.id,
+        &vid,
+        metering::meter::VOLUME_STORAGE,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Bills provisioned storage (MiB-milliseconds): closes the resource's open
+/// gauge now and, with a size, opens one for the new size.
+async fn meter_gauge(
+    st: &AppState,
+    project: &str,
+    resource: &str,
+    meter: &str,
+    size_bytes: Option<i64>,
+) -> ApiResult<()> {
+    let now = crate::store::now_ms();
+    let mut tx = st.store.write().await?;
+    metering::close_run(&mut tx, resource, now, metering::EndReason::Deleted)
+        .await
+        .map_err(|e| ApiError::internal("metering", e))?;
+    if let Some(bytes) = size_bytes {
+        let start = metering::GaugeStart {
+            project: project.to_string(),
+            resource_id: resource.to_string(),
+            meter: meter.to_string(),
+            amount: (bytes + (1 << 20) - 1) >> 20,
+            started_at: now,
+        };
+        metering::open_gauge(&mut tx, &start)
+            .await
+            .map_err(|e| ApiError::internal("metering", e))?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Snapshots a detached volume.
@@ -376,6 +436,14 @@ pub async fn create_snapshot(
         )
         .await
         .map_err(volume_error)?;
+    meter_gauge(
+        &st,
+        &caller.project.id,
+        &s.id,
+        metering::meter::VOLUME_SNAPSHOT,
+        Some(s.size_bytes),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(s.into())))
 }
 
@@ -419,9 +487,23 @@ pub async fn delete_snapshot(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let sid = st
+        .volumes
+        .snapshot(&caller.project.id, &id)
+        .await
+        .map_err(volume_error)?
+        .id;
     st.volumes
         .delete_snapshot(&caller.project.id, &id)
         .await
         .map_err(volume_error)?;
+    meter_gauge(
+        &st,
+        &caller.project.id,
+        &sid,
+        metering::meter::VOLUME_SNAPSHOT,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
