@@ -20,6 +20,11 @@ fn threads(pid: u32) -> Vec<(String, String, String)> {
             .trim()
             .to_string();
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        if status.is_empty() {
+            // The thread ended between listing and reading (an API
+            // connection thread that finished its request).
+            continue;
+        }
         let get = |k: &str| {
             status
                 .lines()
