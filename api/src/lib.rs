@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod json;
 pub mod openapi;
 pub mod routes;
+pub mod s3_usage;
 pub mod serve;
 pub mod state;
 pub mod store;

@@ -264,7 +264,10 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     )
     .await;
     match &s3 {
-        Ok(s) => println!("minicloud: S3 on http://{}", s.local_addr),
+        Ok(s) => {
+            println!("minicloud: S3 on http://{}", s.local_addr);
+            crate::s3_usage::spawn(state.store.clone(), s.usage.clone());
+        }
         Err(e) => eprintln!(
             "minicloud: S3 endpoint off: cannot serve on {}: {e}",
             opts.s3_listen

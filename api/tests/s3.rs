@@ -223,6 +223,38 @@ fn s3_keys_quota_and_tenants_through_the_daemon() {
         ],
     );
 
+    // What the admin's key did is on the admin project's bill (sampled
+    // every 10 s): requests by class, bytes out, and stored bytes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let (_, report) = call(
+            &d,
+            &d.token,
+            "GET",
+            "/v1/billing/usage?group_by=meter&from=2020-01-01",
+            None,
+        );
+        let q = |meter: &str| {
+            report["rows"]
+                .as_array()
+                .and_then(|r| r.iter().find(|x| x["meter"] == meter))
+                .and_then(|x| x["quantity_base"].as_i64())
+                .unwrap_or(0)
+        };
+        if q("object.requests.write") >= 2
+            && q("object.requests.read") >= 1
+            && q("object.bytes_out") >= 1
+            && q("object.storage") > 0
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "object storage usage never billed: {report}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
     // Another project cannot revoke the admin's key; the admin can.
     let (st, _) = call(
         &d,

@@ -4,6 +4,7 @@
 //! (`BUCKET.localhost:PORT`, or `BUCKET.<domain>` for a configured domain).
 
 mod backend;
+pub mod usage;
 
 pub use backend::{Backend, BucketQuota};
 
@@ -85,6 +86,8 @@ impl Default for Options {
 pub struct Server {
     /// The address it listens on.
     pub local_addr: SocketAddr,
+    /// Requests and bytes out per bucket, for billing.
+    pub usage: std::sync::Arc<usage::S3Usage>,
     /// The accept loop (abort it to stop accepting).
     pub handle: JoinHandle<()>,
 }
@@ -119,6 +122,12 @@ pub async fn serve_with(
         });
         b.build()
     };
+    let usage = std::sync::Arc::new(usage::S3Usage::default());
+    let service = usage::Metered {
+        inner: service,
+        usage: usage.clone(),
+        domain: opts.domain.clone(),
+    };
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     let handle = tokio::spawn(async move {
@@ -142,5 +151,9 @@ pub async fn serve_with(
         }
     });
     tracing::info!("s3 endpoint on http://{local_addr}");
-    Ok(Server { local_addr, handle })
+    Ok(Server {
+        local_addr,
+        usage,
+        handle,
+    })
 }
