@@ -45,6 +45,22 @@ fn run_start(inst: &Instance, at: i64) -> metering::RunStart {
     }
 }
 
+/// Records where an instance was placed (host, pinned CPUs, allocation).
+async fn record_placement(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+    placement: &scheduler::Placement,
+) -> Result<(), sqlx::Error> {
+    instances::set_placement(
+        conn,
+        id,
+        Some(placement.host()),
+        Some(&placement.cpus.to_string()),
+        serde_json::to_string(&placement.allocation).ok().as_deref(),
+    )
+    .await
+}
+
 /// What a launch asks for (validated by the route).
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -223,6 +239,16 @@ impl Compute {
             }
             other => ApiError::conflict("placement_failed", other.to_string()),
         })
+    }
+
+    /// Claims capacity for an existing instance (start, restart).
+    fn place_instance(&self, inst: &Instance) -> ApiResult<scheduler::Placement> {
+        self.place(&self.placement_request(
+            &inst.id,
+            inst.vcpus as u32,
+            inst.memory_mib as u64,
+            inst.cpu_policy == "dedicated",
+        ))
     }
 
     /// Accepts a launch: checks the image and the quota, claims capacity,
@@ -415,21 +441,9 @@ impl Compute {
             .filter(|i| i.deleted_at.is_none())
             .ok_or_else(|| ApiError::not_found("instance", id))?;
         if !placed {
-            let placement = self.place(&self.placement_request(
-                id,
-                inst.vcpus as u32,
-                inst.memory_mib as u64,
-                inst.cpu_policy == "dedicated",
-            ))?;
+            let placement = self.place_instance(&inst)?;
             let mut tx = self.store.write().await?;
-            instances::set_placement(
-                &mut tx,
-                id,
-                Some(placement.host()),
-                Some(&placement.cpus.to_string()),
-                serde_json::to_string(&placement.allocation).ok().as_deref(),
-            )
-            .await?;
+            record_placement(&mut tx, id, &placement).await?;
             tx.commit().await?;
         }
         self.transition(&inst, state::SCHEDULED, None).await?;
@@ -760,21 +774,9 @@ impl Compute {
             ));
         }
         // Claim capacity now, so a refusal is answered to the caller.
-        let placement = self.place(&self.placement_request(
-            &inst.id,
-            inst.vcpus as u32,
-            inst.memory_mib as u64,
-            inst.cpu_policy == "dedicated",
-        ))?;
+        let placement = self.place_instance(inst)?;
         let mut tx = self.store.write().await?;
-        instances::set_placement(
-            &mut tx,
-            &inst.id,
-            Some(placement.host()),
-            Some(&placement.cpus.to_string()),
-            serde_json::to_string(&placement.allocation).ok().as_deref(),
-        )
-        .await?;
+        record_placement(&mut tx, &inst.id, &placement).await?;
         let op = operations::create(&mut tx, &inst.project_id, "start", &inst.id).await?;
         tx.commit().await?;
         let me = self.clone();

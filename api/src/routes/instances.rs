@@ -88,6 +88,15 @@ pub struct StopQuery {
     pub timeout: Option<u64>,
 }
 
+impl StopQuery {
+    /// The deadline asked for, capped, or the default.
+    fn stop_timeout(&self) -> Duration {
+        self.timeout.map_or(DEFAULT_STOP_TIMEOUT, |s| {
+            Duration::from_secs(s.min(MAX_WAIT))
+        })
+    }
+}
+
 /// `?follow=true` for the console.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -277,9 +286,7 @@ pub async fn stop(
     Query(q): Query<StopQuery>,
 ) -> ApiResult<(StatusCode, Json<Operation>)> {
     let inst = lookup(&st, &caller, &id).await?;
-    let timeout = q.timeout.map_or(DEFAULT_STOP_TIMEOUT, |s| {
-        Duration::from_secs(s.min(MAX_WAIT))
-    });
+    let timeout = q.stop_timeout();
     Ok((
         StatusCode::ACCEPTED,
         Json(st.compute.stop(&inst, timeout, "stop").await?),
@@ -320,9 +327,7 @@ pub async fn reboot(
     Query(q): Query<StopQuery>,
 ) -> ApiResult<(StatusCode, Json<Operation>)> {
     let inst = lookup(&st, &caller, &id).await?;
-    let timeout = q.timeout.map_or(DEFAULT_STOP_TIMEOUT, |s| {
-        Duration::from_secs(s.min(MAX_WAIT))
-    });
+    let timeout = q.stop_timeout();
     Ok((
         StatusCode::ACCEPTED,
         Json(st.compute.reboot(&inst, timeout).await?),
