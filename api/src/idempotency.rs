@@ -33,20 +33,25 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     if key.is_empty() || key.len() > 255 {
         return ApiError::invalid("Idempotency-Key", "must be 1 to 255 characters").into_response();
     }
-    // Scope keys by the caller's token (project); unauthenticated requests
-    // are answered by the route itself.
+    // Scope keys by the caller's project: an instance over its vsock, else
+    // the token's; unauthenticated requests are answered by the route.
+    let guest = req
+        .extensions()
+        .get::<crate::guest::GuestIdentity>()
+        .map(|g| g.project_id.clone());
     let token = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let Some(token) = token else {
-        return next.run(req).await;
-    };
-    let project = match tokens::authenticate(&state.store.pool, &token).await {
-        Ok(Some(p)) => p.id,
-        _ => return next.run(req).await,
+    let project = match (guest, token) {
+        (Some(p), _) => p,
+        (None, Some(token)) => match tokens::authenticate(&state.store.pool, &token).await {
+            Ok(Some(p)) => p.id,
+            _ => return next.run(req).await,
+        },
+        (None, None) => return next.run(req).await,
     };
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, MAX_BODY).await {

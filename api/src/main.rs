@@ -77,6 +77,15 @@ enum Cmd {
     /// Block volumes: create, list, show, resize, delete, snapshot.
     #[command(subcommand)]
     Volume(api::cli::storage::VolumeCmd),
+    /// Run the hosted stream pipeline end to end (sensor VMs, a stream
+    /// job, a sink into a bucket, a consumer VM, a Kappa replay, the bill).
+    Pipeline(api::cli::pipeline::PipelineArgs),
+    /// Object-storage buckets: create, list, ls, cat.
+    #[command(subcommand)]
+    Bucket(api::cli::storage::BucketCmd),
+    /// Object-storage sinks of topics: create, list, show, delete.
+    #[command(subcommand)]
+    Sink(api::cli::streams::SinkCmd),
     /// Volume snapshots: list, show, delete.
     #[command(subcommand)]
     Snapshot(api::cli::storage::SnapshotCmd),
@@ -132,6 +141,9 @@ fn main() -> ExitCode {
         Cmd::S3Key(c) => api::cli::storage::s3_key(&cli.conn, c),
         Cmd::Volume(c) => api::cli::storage::volume(&cli.conn, c),
         Cmd::Snapshot(c) => api::cli::storage::snapshot(&cli.conn, c),
+        Cmd::Pipeline(a) => api::cli::pipeline::run(&cli.conn, a),
+        Cmd::Bucket(c) => api::cli::storage::bucket(&cli.conn, c),
+        Cmd::Sink(c) => api::cli::streams::sink(&cli.conn, c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{billing, instances, jobs, projects, queues, storage, streams, system};
+use crate::routes::{
+    billing, buckets, instances, jobs, poll, projects, queues, sinks, storage, streams, system,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -12,12 +14,13 @@ use crate::routes::{billing, instances, jobs, projects, queues, storage, streams
     info(title = "minicloud", description = "A cloud on one Linux machine: instances, projects, quotas."),
     paths(
         instances::launch, instances::list, instances::show, instances::start, instances::stop,
-        instances::reboot, instances::pause, instances::resume, instances::delete, instances::console, instances::console_ws, instances::metrics,
+        instances::reboot, instances::pause, instances::resume, instances::delete, instances::console, instances::console_ws, instances::metrics, crate::guest::metadata::metadata,
         projects::create, projects::list, projects::show, projects::own, projects::set_quotas, projects::create_token,
         system::images, system::host, system::operation, system::events,
         streams::create_topic, streams::list_topics, streams::describe_topic, streams::delete_topic,
         streams::add_partitions, streams::produce, streams::fetch, streams::join_group, streams::heartbeat,
-        streams::leave_group, streams::commit_offsets, streams::get_offsets, streams::list_groups,
+        streams::leave_group, poll::poll, sinks::create, sinks::list, sinks::show, sinks::delete,
+        buckets::create, buckets::list, buckets::objects, buckets::get_object, streams::commit_offsets, streams::get_offsets, streams::list_groups,
         streams::describe_group, queues::create, queues::list, queues::show, queues::delete, queues::send,
         queues::receive, queues::delete_message, queues::change_visibility, jobs::create, jobs::list,
         jobs::show, jobs::stop, jobs::delete,

@@ -147,6 +147,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
         .add_host(host)
         .context("adding this host to the scheduler")?;
     let (events, _) = broadcast::channel(4096);
+    let guest = crate::guest::GuestApi::new(crate::guest::GuestLimits::from_env());
     let compute = Compute::new(
         store.clone(),
         ComputeConfig {
@@ -156,6 +157,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
             scheduler,
             host_id: "local".into(),
             capability,
+            guest: guest.clone(),
         },
         events,
     );
@@ -182,7 +184,18 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
     let volumes = storage::volumes::Volumes::open(store.pool.clone(), &opts.data_dir)
         .await
         .context("opening volumes")?;
+    let mut objects = storage::s3::Backend::open(store.pool.clone(), &opts.data_dir.join("s3"))
+        .await
+        .context("opening the object store")?;
+    objects.set_bucket_quota(routes::storage::bucket_quota(store.pool.clone()));
+    let sinks = crate::sinks::Sinks::new(store.clone(), streams.clone(), objects.clone());
+    let resumed = sinks.resume_all().await.context("resuming sinks")?;
+    if resumed > 0 {
+        tracing::info!(sinks = resumed, "resumed sinks");
+    }
     let state = AppState {
+        objects,
+        sinks,
         volumes,
         store,
         compute,
@@ -190,6 +203,7 @@ pub async fn build(opts: &ServeOptions) -> anyhow::Result<(AppState, axum::Route
         prices,
     };
     let app = routes::app(state.clone());
+    guest.set_router(app.clone());
     Ok((state, app))
 }
 
@@ -253,14 +267,11 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     );
     // A busy S3 port does not keep the control plane down (several daemons
     // may share a host in tests): the endpoint is then off, loudly.
-    let s3 = storage::s3::serve_with(
+    let s3 = storage::s3::serve_backend(
         opts.s3_listen,
         state.store.pool.clone(),
-        &opts.data_dir.join("s3"),
-        storage::s3::Options {
-            max_buckets: Some(routes::storage::bucket_quota(state.store.pool.clone())),
-            ..storage::s3::Options::default()
-        },
+        state.objects.clone(),
+        storage::s3::Options::default(),
     )
     .await;
     match &s3 {

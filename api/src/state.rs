@@ -18,4 +18,8 @@ pub struct AppState {
     pub prices: Arc<metering::PriceBook>,
     /// Block volumes and snapshots (the `storage` crate).
     pub volumes: storage::volumes::Volumes,
+    /// The object store (the S3 endpoint serves the same one).
+    pub objects: storage::s3::Backend,
+    /// Object-storage sinks of topics.
+    pub sinks: crate::sinks::Sinks,
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod output;
+pub mod pipeline;
 pub mod storage;
 pub mod streams;
 

@@ -284,3 +284,111 @@ pub fn snapshot(conn: &Conn, cmd: SnapshotCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `minicloud bucket ...`
+#[derive(Debug, Subcommand)]
+pub enum BucketCmd {
+    /// Create a bucket (the name is unique on this cloud).
+    Create {
+        /// Bucket name (3-63 of a-z, 0-9, '.', '-').
+        name: String,
+    },
+    /// List the project's buckets with object counts and sizes.
+    List,
+    /// List a bucket's objects.
+    Ls {
+        /// Bucket.
+        bucket: String,
+        /// Only keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Most objects.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
+    /// Print an object (at most 64 MiB; larger ones through S3).
+    Cat {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs `bucket`.
+pub fn bucket(conn: &Conn, cmd: BucketCmd) -> anyhow::Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        BucketCmd::Create { name } => {
+            let v = c.post("/v1/buckets", Some(serde_json::json!({ "name": name })))?;
+            if conn.output == Format::Json {
+                json(&v);
+            } else {
+                println!("created bucket {name}");
+            }
+        }
+        BucketCmd::List => {
+            let v = c.get("/v1/buckets")?;
+            if conn.output == Format::Json {
+                json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v["buckets"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|b| vec![cell(&b["name"]), cell(&b["objects"]), cell(&b["bytes"])])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["NAME", "OBJECTS", "BYTES"], &rows);
+            }
+        }
+        BucketCmd::Ls {
+            bucket,
+            prefix,
+            max,
+        } => {
+            let mut path = format!("/v1/buckets/{}/objects?max={max}", pct(&bucket));
+            if let Some(p) = prefix {
+                path.push_str(&format!("&prefix={}", pct(&p)));
+            }
+            let v = c.get(&path)?;
+            if conn.output == Format::Json {
+                json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v["objects"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|o| vec![cell(&o["key"]), cell(&o["size"])])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["KEY", "BYTES"], &rows);
+                if v["truncated"].as_bool() == Some(true) {
+                    println!("(more: raise --max or narrow --prefix)");
+                }
+            }
+        }
+        BucketCmd::Cat { bucket, key } => {
+            let path = format!(
+                "/v1/buckets/{}/objects/{}",
+                pct(&bucket),
+                key.split('/').map(pct).collect::<Vec<_>>().join("/")
+            );
+            c.stream_to_stdout(&path)?;
+        }
+    }
+    Ok(())
+}

@@ -832,3 +832,104 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `minicloud sink ...`
+#[derive(Debug, Subcommand)]
+pub enum SinkCmd {
+    /// Write a topic's records into a bucket as newline-delimited JSON.
+    Create {
+        /// Sink name.
+        name: String,
+        /// Topic to read.
+        #[arg(long)]
+        topic: String,
+        /// Bucket to write (the project's).
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix of the objects.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Records per object at most.
+        #[arg(long, default_value_t = 1000)]
+        max_records: i64,
+        /// Longest a record waits for its object (ms).
+        #[arg(long, default_value_t = 5000)]
+        flush_ms: i64,
+    },
+    /// List the project's sinks.
+    List,
+    /// A sink with its progress.
+    Show {
+        /// Sink name.
+        name: String,
+    },
+    /// Stop and remove a sink (its objects stay).
+    Delete {
+        /// Sink name.
+        name: String,
+    },
+}
+
+/// Runs `sink`.
+pub fn sink(conn: &Conn, cmd: SinkCmd) -> anyhow::Result<()> {
+    let c = conn.client()?;
+    match cmd {
+        SinkCmd::Create {
+            name,
+            topic,
+            bucket,
+            prefix,
+            max_records,
+            flush_ms,
+        } => {
+            let v = c.post(
+                "/v1/sinks",
+                Some(
+                    json!({"name": name, "topic": topic, "bucket": bucket, "prefix": prefix,
+                            "max_records": max_records, "flush_ms": flush_ms}),
+                ),
+            )?;
+            out(conn, &v, |_| {
+                println!("created sink {name}: {topic} → s3://{bucket}/{prefix}")
+            });
+        }
+        SinkCmd::List => {
+            let v = c.get("/v1/sinks")?;
+            out(conn, &v, |v| {
+                let rows: Vec<Vec<String>> = v["sinks"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| {
+                                vec![
+                                    cell(&s["name"]),
+                                    cell(&s["topic"]),
+                                    format!("s3://{}/{}", cell(&s["bucket"]), cell(&s["prefix"])),
+                                    cell(&s["stats"]["objects"]),
+                                    cell(&s["stats"]["records"]),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(
+                    &["NAME", "TOPIC", "DESTINATION", "OBJECTS", "RECORDS"],
+                    &rows,
+                );
+            });
+        }
+        SinkCmd::Show { name } => {
+            let v = c.get(&format!("/v1/sinks/{name}"))?;
+            out(conn, &v, |v| {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+            });
+        }
+        SinkCmd::Delete { name } => {
+            c.delete(&format!("/v1/sinks/{name}"))?;
+            if conn.output != super::output::Format::Json {
+                println!("deleted sink {name}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -22,6 +22,7 @@ use scheduler::{PlacementError, PlacementRequest, Scheduler};
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ApiResult};
+use crate::guest::{GuestApi, GuestIdentity};
 use crate::store::events::{self, LifecycleEvent};
 use crate::store::instances::{self, Instance, state};
 use crate::store::operations::{self, Operation};
@@ -61,6 +62,10 @@ async fn record_placement(
     .await
 }
 
+/// The guest context id of every VM's vsock (each VMM has its own
+/// device, so they need not differ).
+const GUEST_CID: u64 = 3;
+
 /// What a launch asks for (validated by the route).
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -95,6 +100,7 @@ pub struct Compute {
     images_dir: PathBuf,
     vms_dir: PathBuf,
     capability: HostCapability,
+    guest: Arc<GuestApi>,
     events: broadcast::Sender<LifecycleEvent>,
     launch_lock: tokio::sync::Mutex<()>,
     stop_requested: Mutex<HashSet<String>>,
@@ -115,6 +121,8 @@ pub struct ComputeConfig {
     pub host_id: String,
     /// What this host's KVM can run.
     pub capability: HostCapability,
+    /// The instance API each VM reaches over its vsock.
+    pub guest: Arc<GuestApi>,
 }
 
 impl Compute {
@@ -132,11 +140,33 @@ impl Compute {
             images_dir: cfg.images_dir,
             vms_dir: cfg.vms_dir,
             capability: cfg.capability,
+            guest: cfg.guest,
             events,
             launch_lock: tokio::sync::Mutex::new(()),
             stop_requested: Mutex::new(HashSet::new()),
             instance_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Serves the instance API on the VM's vsock port 80 (logged, not
+    /// fatal, when it cannot: the VM still runs, without it).
+    fn open_guest_api(&self, inst: &Instance) {
+        let ident = GuestIdentity {
+            instance_id: inst.id.clone(),
+            project_id: inst.project_id.clone(),
+        };
+        let path = self.vm_dir(&inst.id).guest_api_sock();
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(e) = self.guest.open(ident, &path) {
+            tracing::error!(instance = %inst.id, error = %e, path = %path.display(), "cannot serve the instance API");
+        }
+    }
+
+    /// The instance API's listeners.
+    pub fn guest_api(&self) -> &Arc<GuestApi> {
+        &self.guest
     }
 
     /// The scheduler.
@@ -456,6 +486,8 @@ impl Compute {
         if let Ok(mut s) = self.stop_requested.lock() {
             s.remove(id);
         }
+        // The instance API listens before the guest can run.
+        self.open_guest_api(&inst);
         let spawned = process::spawn(&self.vmm, &dir, &config)
             .map_err(|e| ApiError::internal("starting the VMM", e))?;
         let started_at = now_ms();
@@ -551,6 +583,7 @@ impl Compute {
             "cpu_affinity": cpu_affinity,
             "vcpu_cpus": vcpu_cpus,
             "boot": "linux64",
+            "vsock": { "guest_cid": GUEST_CID, "uds_path": dir.vsock_uds() },
         });
         serde_json::from_value::<VmConfig>(config).map_err(|e| ApiError::internal("VMM config", e))
     }
@@ -612,6 +645,8 @@ impl Compute {
         status: Option<i64>,
         ended_at: i64,
     ) {
+        self.guest
+            .close(&inst.id, &self.vm_dir(&inst.id).guest_api_sock());
         let result = async {
             let mut tx = self.store.write().await?;
             instances::set_ended(&mut tx, &inst.id, new_state, Some(reason), status, ended_at)
@@ -892,6 +927,7 @@ impl Compute {
             match pid {
                 Some((pid, start)) if process::is_alive(pid, start) => {
                     tracing::info!(instance = %inst.id, pid, "reattached to a running VMM");
+                    self.open_guest_api(&inst);
                     if inst.state == state::STARTING {
                         let mut tx = self.store.write().await?;
                         instances::set_running(

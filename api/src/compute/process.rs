@@ -46,6 +46,16 @@ impl VmDir {
     pub fn pid_file(&self) -> PathBuf {
         self.0.join("vmm.pid")
     }
+    /// The base path of the VM's hybrid vsock (the VMM listens here for
+    /// host-initiated connections; guest connections to host port P go
+    /// to `<this>_P`).
+    pub fn vsock_uds(&self) -> PathBuf {
+        self.0.join("vsock.sock")
+    }
+    /// The host side of the instance API (guest vsock port 80).
+    pub fn guest_api_sock(&self) -> PathBuf {
+        crate::guest::GuestApi::socket_path(&self.vsock_uds())
+    }
     /// The VMM's control socket.
     pub fn api_sock(&self) -> PathBuf {
         self.0.join("api.sock")

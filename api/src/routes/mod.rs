@@ -1,10 +1,13 @@
 //! The REST API: `fn app(state) -> Router` builds the whole service.
 
 pub mod billing;
+pub mod buckets;
 pub mod instances;
 pub mod jobs;
+pub mod poll;
 pub mod projects;
 pub mod queues;
+pub mod sinks;
 pub mod storage;
 pub mod streams;
 pub mod system;
@@ -53,6 +56,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/billing/budget-events", get(billing::budget_events))
         .route("/v1/images", get(system::images))
         .route("/v1/host", get(system::host))
+        .route("/v1/metadata", get(crate::guest::metadata::metadata))
+        .route("/v1/buckets", post(buckets::create).get(buckets::list))
+        .route("/v1/buckets/{bucket}/objects", get(buckets::objects))
+        .route(
+            "/v1/buckets/{bucket}/objects/{*key}",
+            get(buckets::get_object),
+        )
+        .route("/v1/sinks", post(sinks::create).get(sinks::list))
+        .route("/v1/sinks/{name}", get(sinks::show).delete(sinks::delete))
         .route("/v1/operations/{id}", get(system::operation))
         .route("/v1/events", get(system::events))
         .merge(streams_routes())
@@ -130,6 +142,7 @@ fn streams_routes() -> Router<AppState> {
         .route("/v1/groups/{group}/join", post(streams::join_group))
         .route("/v1/groups/{group}/heartbeat", post(streams::heartbeat))
         .route("/v1/groups/{group}/leave", post(streams::leave_group))
+        .route("/v1/groups/{group}/poll", post(poll::poll))
         .route(
             "/v1/groups/{group}/offsets",
             post(streams::commit_offsets).get(streams::get_offsets),

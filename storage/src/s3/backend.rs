@@ -36,7 +36,10 @@ const MAX_PARTS: i32 = 10_000;
 const WRITE_BUF: usize = 1 << 20;
 const READ_CHUNK: usize = 256 * 1024;
 
-/// The `s3s::S3` implementation.
+/// The `s3s::S3` implementation. Cloning shares the store (the control
+/// plane's own writers, such as stream sinks, use [`Backend::put_bytes`]
+/// and friends on a clone while s3s serves the original).
+#[derive(Clone)]
 pub struct Backend {
     pool: SqlitePool,
     tmp: PathBuf,
@@ -500,6 +503,212 @@ struct PartRow {
     modified_ms: i64,
 }
 
+/// A bucket as the control plane lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BucketInfo {
+    /// Name.
+    pub name: String,
+    /// Creation time (ms since the epoch).
+    pub created_at: i64,
+    /// Objects in it.
+    pub objects: i64,
+    /// Bytes stored.
+    pub bytes: i64,
+}
+
+/// An object as the control plane lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObjectInfo {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// MD5 ETag (hex).
+    pub etag: String,
+    /// Last modified (ms since the epoch).
+    pub modified_ms: i64,
+}
+
+/// Control-plane access to the store, scoped by project the same way S3
+/// requests are (a bucket of another project is `AccessDenied`).
+impl Backend {
+    /// Creates `bucket` for `project` (bucket quota applies).
+    pub async fn create_bucket_for(&self, project: &str, bucket: &str) -> S3Result<()> {
+        check_bucket_name(bucket)?;
+        self.insert_bucket(project, bucket).await
+    }
+
+    /// The project's buckets with their object counts and sizes.
+    pub async fn buckets_of(&self, project: &str) -> S3Result<Vec<BucketInfo>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT b.name, b.created_at, COUNT(o.key), COALESCE(SUM(o.size), 0) \
+             FROM s3_buckets b LEFT JOIN s3_objects o ON o.bucket = b.name \
+             WHERE b.project_id = ? GROUP BY b.name ORDER BY b.name",
+        )
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, created_at, objects, bytes)| BucketInfo {
+                name,
+                created_at,
+                objects,
+                bytes,
+            })
+            .collect())
+    }
+
+    /// Up to `max` objects of `bucket` whose keys start with `prefix`, in
+    /// key order, after `after` when given.
+    pub async fn objects_of(
+        &self,
+        project: &str,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> S3Result<(Vec<ObjectInfo>, bool)> {
+        self.check_bucket(project, bucket).await?;
+        let l = self.list(bucket, prefix, None, after, max).await?;
+        let objects = l
+            .objects
+            .into_iter()
+            .map(|r| ObjectInfo {
+                key: r.key,
+                size: r.size,
+                etag: r.etag,
+                modified_ms: r.modified_ms,
+            })
+            .collect();
+        Ok((objects, l.truncated))
+    }
+
+    /// Reads a whole object of at most `max_bytes`.
+    pub async fn get_bytes(
+        &self,
+        project: &str,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> S3Result<Bytes> {
+        check_key(key)?;
+        self.check_bucket(project, bucket).await?;
+        let row = self
+            .get_row(bucket, key)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        if row.size as u64 > max_bytes {
+            return Err(s3_error!(
+                InvalidRange,
+                "the object is {} bytes; this API reads at most {max_bytes} (use S3)",
+                row.size
+            ));
+        }
+        let data = tokio::fs::read(self.object_path(&row.file))
+            .await
+            .map_err(internal)?;
+        Ok(Bytes::from(data))
+    }
+
+    /// Writes a whole object durably (file fsynced and renamed, then its
+    /// row), replacing any object with the same key; answers the ETag.
+    pub async fn put_bytes(
+        &self,
+        project: &str,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: Option<String>,
+    ) -> S3Result<String> {
+        check_key(key)?;
+        self.check_bucket(project, bucket).await?;
+        let blob = StreamingBlob::wrap(futures::stream::iter([Ok::<_, io::Error>(body)]));
+        let w = self.write_body(Some(blob)).await?;
+        let etag = hex::encode(w.md5);
+        let row = ObjectRow {
+            key: key.to_owned(),
+            file: w.file,
+            size: w.size,
+            etag: etag.clone(),
+            content_type,
+            metadata: None,
+            modified_ms: now_ms(),
+        };
+        if let Err(e) = self.put_row(bucket, &row).await {
+            self.remove_files(vec![row.file]);
+            return Err(e);
+        }
+        Ok(etag)
+    }
+
+    /// Inserts a bucket row for `project` unless the name is taken or the
+    /// project's bucket quota is used up.
+    async fn insert_bucket(&self, project: &str, bucket: &str) -> S3Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(internal)?;
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT project_id FROM s3_buckets WHERE name = ?")
+                .bind(bucket)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(internal)?;
+        match owner {
+            Some(p) if p == project => return Err(s3_error!(BucketAlreadyOwnedByYou)),
+            Some(_) => return Err(s3_error!(BucketAlreadyExists)),
+            None => {}
+        }
+        if let Some(q) = &self.quota
+            && let Some(max) = q(project.to_owned()).await
+        {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM s3_buckets WHERE project_id = ?")
+                .bind(project)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(internal)?;
+            if n as u64 >= max {
+                return Err(s3_error!(
+                    TooManyBuckets,
+                    "the project's quota allows {max} buckets"
+                ));
+            }
+        }
+        sqlx::query("INSERT INTO s3_buckets (name, project_id, created_at) VALUES (?, ?, ?)")
+            .bind(bucket)
+            .bind(project)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+}
+
+/// S3's bucket naming rules (3–63 of `a-z 0-9 . -`, starting and ending
+/// with a letter or digit), which s3s checks for S3 requests; the control
+/// plane's own API checks them here.
+fn check_bucket_name(b: &str) -> S3Result<()> {
+    let ok = (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.as_bytes()[0].is_ascii_alphanumeric()
+        && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric()
+        && !b.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            InvalidBucketName,
+            "bucket names are 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
+        ))
+    }
+}
+
 fn hex_token(s: &str) -> String {
     hex::encode(s.as_bytes())
 }
@@ -582,45 +791,7 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let project = self.project_of(&req).await?;
         let bucket = req.input.bucket;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT project_id FROM s3_buckets WHERE name = ?")
-                .bind(&bucket)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(internal)?;
-        match owner {
-            Some(p) if p == project => return Err(s3_error!(BucketAlreadyOwnedByYou)),
-            Some(_) => return Err(s3_error!(BucketAlreadyExists)),
-            None => {}
-        }
-        if let Some(q) = &self.quota
-            && let Some(max) = q(project.clone()).await
-        {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM s3_buckets WHERE project_id = ?")
-                .bind(&project)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(internal)?;
-            if n as u64 >= max {
-                return Err(s3_error!(
-                    TooManyBuckets,
-                    "the project's quota allows {max} buckets"
-                ));
-            }
-        }
-        sqlx::query("INSERT INTO s3_buckets (name, project_id, created_at) VALUES (?, ?, ?)")
-            .bind(&bucket)
-            .bind(&project)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+        self.insert_bucket(&project, &bucket).await?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{bucket}")),
         }))

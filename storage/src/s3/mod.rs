@@ -6,7 +6,7 @@
 mod backend;
 pub mod usage;
 
-pub use backend::{Backend, BucketQuota};
+pub use backend::{Backend, BucketInfo, BucketQuota, ObjectInfo};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -114,6 +114,17 @@ pub async fn serve_with(
     if let Some(q) = opts.max_buckets.clone() {
         backend.set_bucket_quota(q);
     }
+    serve_backend(addr, pool, backend, opts).await
+}
+
+/// Serves S3 on `addr` over an already opened `backend` (whose clones the
+/// caller keeps for its own object writes).
+pub async fn serve_backend(
+    addr: SocketAddr,
+    pool: SqlitePool,
+    backend: Backend,
+    opts: Options,
+) -> Result<Server, StorageError> {
     let service = {
         let mut b = S3ServiceBuilder::new(backend);
         b.set_auth(KeyAuth { pool });
