@@ -59,11 +59,17 @@ pub struct Daemon {
     pub admin_token: String,
     child: Option<Child>,
     agent: ureq::Agent,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Starts a daemon on a fresh data directory.
     pub fn start() -> Daemon {
+        Daemon::start_with_env(&[])
+    }
+
+    /// Starts a daemon with extra environment variables.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tmp");
         let port = free_port();
         let mut d = Daemon {
@@ -72,6 +78,10 @@ impl Daemon {
             port,
             admin_token: String::new(),
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(120))
                 .build(),
@@ -110,6 +120,7 @@ impl Daemon {
             .arg("--vmm")
             .arg(vmm)
             .env("MINICLOUD_CONFIG", self.dir.path().join("cli.json"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
