@@ -311,8 +311,9 @@ fn sensors_to_windows_to_bucket_to_consumer_to_bill() {
         );
     }
     assert!(
-        rows.iter()
-            .any(|x| x["meter"].as_str().is_some_and(|m| m.starts_with("s3."))),
+        rows.iter().any(|x| x["meter"] == "object.storage"
+            && x["resource_id"] == "bucket:pipeline-test"
+            && x["quantity_base"].as_i64().is_some_and(|q| q > 0)),
         "stored objects are billed: {report}"
     );
 }

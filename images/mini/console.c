@@ -3,6 +3,7 @@
  * see images/README.md. */
 #include "virtio.h"
 #include "vsock.h"
+#include "http.h"
 
 #define LINE_MAX 256
 #define MAX_ARGS 16
@@ -25,7 +26,8 @@ static void cmd_help(int argc, char **argv)
 {
 	(void)argc, (void)argv;
 	kputs("commands: help info echo cpu-burn mem-test blk-read blk-write blk-verify blk-flush blk-bench "
-	      "vsock-send vsock-recv vsock-echo vsock-req vsock-ping net-serve hang poweroff reboot panic\n");
+	      "vsock-send vsock-recv vsock-echo vsock-req vsock-ping net-serve metadata produce consume queue-send "
+	      "queue-receive-delete http hang poweroff reboot panic\n");
 }
 
 static void cmd_info(int argc, char **argv)
@@ -389,6 +391,12 @@ static const struct command commands[] = {
 	{"vsock-req", vsock_cmd_req},
 	{"vsock-ping", vsock_cmd_ping},
 	{"net-serve", net_cmd_serve},
+	{"metadata", wl_cmd_metadata},
+	{"produce", wl_cmd_produce},
+	{"consume", wl_cmd_consume},
+	{"queue-send", wl_cmd_queue_send},
+	{"queue-receive-delete", wl_cmd_queue_receive_delete},
+	{"http", wl_cmd_http},
 	{"hang", cmd_hang},
 	{"poweroff", cmd_poweroff},
 	{"reboot", cmd_reboot},

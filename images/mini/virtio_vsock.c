@@ -422,3 +422,10 @@ void vsock_close(struct vsock_conn *c, u64 timeout_ns)
 	}
 	c->state = VS_FREE;
 }
+
+void vsock_abort(struct vsock_conn *c)
+{
+	if (c->state == VS_ESTABLISHED || c->state == VS_CONNECTING)
+		send_ctrl(c, VSOCK_OP_RST, 0);
+	c->state = VS_FREE;
+}

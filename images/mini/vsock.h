@@ -68,6 +68,8 @@ int vsock_send(struct vsock_conn *c, const void *buf, u32 len, u64 timeout_ns);
 int vsock_shutdown(struct vsock_conn *c, u32 flags);
 /* Full close: SHUTDOWN both ways, wait for the peer's RST; frees c. */
 void vsock_close(struct vsock_conn *c, u64 timeout_ns);
+/* Abort: RST (if still open) and free c at once. */
+void vsock_abort(struct vsock_conn *c);
 void vsock_consumed(struct vsock_conn *c, u32 n);
 /* Sets the receive window of an accepted connection (0 until claimed) and
  * tells the peer. */

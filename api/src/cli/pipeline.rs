@@ -153,7 +153,7 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
             "/v1/instances",
             Some(json!({"name": name, "image": a.image, "vcpus": 1, "memory_mib": 64, "run": run})),
         )?;
-        let id = v["id"]
+        let id = v["instance"]["id"]
             .as_str()
             .context("launch answered no id")?
             .to_string();
@@ -223,7 +223,7 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
         "/v1/instances",
         Some(json!({"name": "dashboard", "image": a.image, "vcpus": 1, "memory_mib": 64, "run": run})),
     )?;
-    let id = v["id"]
+    let id = v["instance"]["id"]
         .as_str()
         .context("launch answered no id")?
         .to_string();
@@ -337,7 +337,7 @@ pub fn topic_records(c: &Client, topic: &str) -> anyhow::Result<u64> {
         .map(|ps| {
             ps.iter()
                 .map(|p| {
-                    p["high_watermark"]
+                    p["next_offset"]
                         .as_u64()
                         .unwrap_or(0)
                         .saturating_sub(p["first_offset"].as_u64().unwrap_or(0))
@@ -370,7 +370,7 @@ fn sink_lag(c: &Client, sink: &str) -> anyhow::Result<u64> {
             ps.iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let hw = p["high_watermark"].as_u64().unwrap_or(0);
+                    let hw = p["next_offset"].as_u64().unwrap_or(0);
                     hw.saturating_sub(committed.get(&(i as u64)).copied().unwrap_or(0))
                 })
                 .sum()
