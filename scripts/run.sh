@@ -4,8 +4,11 @@
 # Installs what is missing, builds minicloud and the guest images, starts the
 # control plane (`minicloud serve`: REST API on 127.0.0.1:7070, state in
 # SQLite under ~/.local/share/minicloud) in the background, launches a first
-# VM through the API, shows its console, prints where to look, and leaves the
-# daemon running.
+# VM through the API, shows its console, then runs the hosted stream pipeline
+# (`minicloud pipeline`: sensor VMs produce over vsock, a stream job windows
+# the readings, a sink writes the windows to a bucket, a consumer VM reads
+# them, a replayed job version is checked, and the bill is shown), prints
+# where to look, and leaves the daemon running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +44,9 @@ echo "run: its console:"
 "$bin/minicloud" vm console "$name" | sed 's/^/  | /'
 echo
 "$bin/minicloud" vm list
+echo
+echo "run: the hosted pipeline (minicloud pipeline --fresh)"
+"$bin/minicloud" pipeline --fresh
 cat <<EOF2
 
 minicloud is running:
@@ -51,6 +57,8 @@ Try:
   $bin/minicloud vm console $name --attach     # type 'help'; Ctrl-] leaves
   $bin/minicloud vm launch --run "info; cpu-burn 2" --wait
   $bin/minicloud vm stop $name --wait
+  $bin/minicloud pipeline --fresh              # the pipeline again
+  $bin/minicloud bucket list; $bin/minicloud sink list; $bin/minicloud job list
   curl -H "Authorization: Bearer \$(cat $data/admin.token)" $url/v1/instances
 Stop the daemon with: pkill -TERM -f 'minicloud serve'   (VMs keep running)
 EOF2
