@@ -266,14 +266,14 @@ mod tests {
             rec(2, None),
             rec(3, Some("{\n\"b\":\n2}")),
         ]);
-        let text = String::from_utf8(out).unwrap();
+        let text = String::from_utf8(out).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
             ["{\"a\": 1}", "\"plain text\"", "null", "{ \"b\": 2}"]
         );
         for l in lines {
-            serde_json::from_str::<serde_json::Value>(l).unwrap();
+            serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
         }
     }
 
