@@ -281,19 +281,31 @@ fn main() {
     println!(
         "instance API, host side (keep-alive, sequential produce requests, 100 readings each):"
     );
+    // Three alternating rounds per case on fresh connections (the best of
+    // each side is reported), so neither side gets the warm-up.
     for (batch, requests) in [(1u64, 5000u64), (100, 2000)] {
-        let mut v = Http {
-            r: BufReader::new(UnixStream::connect(&sock).expect("vsock listener")),
-            auth: None,
-        };
-        let (vr, vus) = produce_loop(&mut v, "bench-vsock", requests, batch);
-        let tcp = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("tcp");
-        tcp.set_nodelay(true).expect("nodelay");
-        let mut t = Http {
-            r: BufReader::new(tcp),
-            auth: Some(d.token.clone()),
-        };
-        let (tr, tus) = produce_loop(&mut t, "bench-tcp", requests, batch);
+        let (mut vbest, mut tbest) = ((0.0f64, f64::MAX), (0.0f64, f64::MAX));
+        for _ in 0..3 {
+            let mut v = Http {
+                r: BufReader::new(UnixStream::connect(&sock).expect("vsock listener")),
+                auth: None,
+            };
+            let (vr, vus) = produce_loop(&mut v, "bench-vsock", requests, batch);
+            if vr > vbest.0 {
+                vbest = (vr, vus);
+            }
+            let tcp = std::net::TcpStream::connect(("127.0.0.1", d.port)).expect("tcp");
+            tcp.set_nodelay(true).expect("nodelay");
+            let mut t = Http {
+                r: BufReader::new(tcp),
+                auth: Some(d.token.clone()),
+            };
+            let (tr, tus) = produce_loop(&mut t, "bench-tcp", requests, batch);
+            if tr > tbest.0 {
+                tbest = (tr, tus);
+            }
+        }
+        let ((vr, vus), (tr, tus)) = (vbest, tbest);
         println!(
             "  batch {batch:>3}: vsock listener {vr:>9.0} rec/s ({vus:.1} µs/request, {:.2} µs/record) | TCP+token {tr:>9.0} rec/s ({tus:.1} µs/request) | vsock/TCP {:.2}x",
             vus / batch as f64,

@@ -111,6 +111,14 @@ fn each_vm_is_itself_within_its_project() {
     assert!(text.contains(&format!("\"instance_id\":\"{c}\"")), "{text}");
     assert!(text.contains("\"user_data\":\"hello\""), "{text}");
 
+    // A daemon restart (kill -9) serves the running VMs again.
+    let mut d = d;
+    d.kill9();
+    d.spawn();
+    let (s, m) = get(&sock(&d, &a), "/v1/metadata");
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["instance_id"], a.as_str());
+
     // The listener goes away with the VM.
     let (s, v) = d.post(&format!("/v1/instances/{a}/stop"), &ta, json!({}));
     assert!(s == 202 || s == 200, "{v}");

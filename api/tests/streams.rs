@@ -654,6 +654,21 @@ fn bad_input_gets_clear_4xx_errors() {
     assert!(msg(&v).contains("quota exceeded: topics would be 4"), "{v}");
     let (s, _) = d.post("/v1/queues", &t, json!({"name": "q2"}));
     assert_eq!(s, 403);
+    // A stream job's output and changelog topics count too: nothing is
+    // created when they do not fit.
+    let (s, v) = d.post(
+        "/v1/stream-jobs",
+        &t,
+        json!({"name": "j", "input": "small", "output": "small-out", "key": "/k",
+               "window": {"type": "tumbling", "size_ms": 1000},
+               "aggregates": [{"op": "count"}]}),
+    );
+    assert_eq!(s, 403, "{v}");
+    assert!(msg(&v).contains("quota exceeded: topics would be 5"), "{v}");
+    let (_, topics) = d.get("/v1/topics", &t);
+    assert!(!topics.to_string().contains("small-out"), "{topics}");
+    let (s, _) = d.get("/v1/stream-jobs/j", &t);
+    assert_eq!(s, 404);
 }
 
 fn cli(d: &Daemon, token: &str, args: &[&str]) -> (i32, String, String) {

@@ -8,7 +8,11 @@
 # Output, in ${MINICLOUD_IMAGES:-$HOME/.cache/minicloud/images}/linux/:
 #   kernel       uncompressed ELF vmlinux (PVH note; 64-bit entry via boot_params)
 #   bzImage      the same kernel in bzImage form
-#   rootfs.ext4  busybox-static root filesystem whose /sbin/init is images/linux/init
+#   rootfs.ext4  busybox-static root filesystem whose /sbin/init is images/linux/init,
+#                with /bin/minicloud-guest (images/linux/guest/: mini's workload
+#                commands, images/mini/http.c + workload_cmds.c, on AF_VSOCK)
+#                and its links metadata, produce, consume, queue-send,
+#                queue-receive-delete, http
 #   config       the kernel's .config
 #   SHA256SUMS   of the above
 # The kernel is Debian's linux-source-6.1, `make tinyconfig` plus
@@ -21,8 +25,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 linux_deps() {
-	# linux-source-6.1 and its build tools; busybox-static and e2fsprogs for the root fs
-	echo linux-source-6.1 xz-utils make gcc binutils flex bison bc libelf-dev libssl-dev busybox-static e2fsprogs
+	# linux-source-6.1 and its build tools; busybox-static and e2fsprogs for the root fs;
+	# libc6-dev (libc.a) for the static minicloud-guest
+	echo linux-source-6.1 xz-utils make gcc binutils flex bison bc libelf-dev libssl-dev busybox-static e2fsprogs libc6-dev
 }
 
 force=0
@@ -57,6 +62,7 @@ for f in "$tarball" "$busybox"; do
 	[[ -e $f ]] || die "$f is missing; install: apt-get install $(linux_deps)"
 done
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 is missing; install e2fsprogs"
+[[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || die "libc.a is missing; install libc6-dev"
 "$busybox" --list-full >/dev/null 2>&1 || die "$busybox is not busybox-static"
 
 pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo unknown; }
@@ -70,10 +76,23 @@ kernel_hash=$({
 	gcc --version | head -1
 	cat "$here/kernel.config"
 } | sha256sum | cut -d' ' -f1)
-# Whole-image inputs: the kernel's, this script, the init, busybox, mkfs.
+# minicloud-guest: the shim and the mini sources it compiles, with mini's
+# headers; the workload commands it serves (a link each).
+mini=$(cd "$here/../mini" && pwd)
+guest_srcs=("$here/guest/shim.c" "$mini/http.c" "$mini/workload_cmds.c")
+guest_hdrs=("$mini/http.h" "$mini/vsock.h" "$mini/kernel.h")
+guest_cmds=(metadata produce consume queue-send queue-receive-delete http)
+# Whole-image inputs: the kernel's, this script, the init, the guest program
+# and its compiler and libc, busybox, mkfs. (Not the kernel's: changing only
+# the guest program rebuilds the root filesystem, not the kernel.)
 image_hash=$({
 	echo "$kernel_hash"
 	cat "$here/build.sh" "$here/init"
+	for f in "${guest_srcs[@]}" "${guest_hdrs[@]}"; do
+		printf 'file %s\n' "${f##*/}"
+		cat "$f"
+	done
+	echo "libc6-dev $(pkgver libc6-dev)"
 	sha256sum "$busybox"
 	echo "e2fsprogs $(pkgver e2fsprogs) epoch $epoch"
 } | sha256sum | cut -d' ' -f1)
@@ -86,6 +105,21 @@ fi
 
 mkdir -p "$work" "$out"
 t0=$SECONDS
+
+# --- minicloud-guest ---------------------------------------------------------------
+# First: seconds, and a compile error should not wait for the kernel.
+say "building minicloud-guest (static, glibc)"
+rm -f "$work/minicloud-guest"
+gcc -std=gnu11 -O2 -Wall -Wextra -fno-strict-aliasing -I"$mini" \
+	-ffile-prefix-map="$here"=images/linux -ffile-prefix-map="$mini"=images/mini \
+	-static -s -Wl,--build-id=none -o "$work/minicloud-guest" "${guest_srcs[@]}" ||
+	die "compiling minicloud-guest failed"
+[[ $(readelf -l "$work/minicloud-guest") != *INTERP* ]] || die "minicloud-guest is not static"
+"$work/minicloud-guest" --help >/dev/null || die "minicloud-guest does not run"
+applets=" $("$busybox" --list | tr '\n' ' ')"
+for c in "${guest_cmds[@]}"; do
+	[[ $applets != *" $c "* ]] || die "busybox has an applet named $c: its link would replace it"
+done
 
 # --- kernel ------------------------------------------------------------------
 export KBUILD_BUILD_TIMESTAMP="@$epoch" KBUILD_BUILD_USER=minicloud \
@@ -137,6 +171,10 @@ cp "$busybox" "$stage/bin/busybox"
 	ln -sf "$up/bin/busybox" "$stage/$applet"
 done
 install -m 0755 "$here/init" "$stage/sbin/init"
+install -m 0755 "$work/minicloud-guest" "$stage/bin/minicloud-guest"
+for c in "${guest_cmds[@]}"; do
+	ln -s minicloud-guest "$stage/bin/$c"
+done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 printf 'root:x:0:\n' >"$stage/etc/group"
 printf 'minicloud\n' >"$stage/etc/hostname"

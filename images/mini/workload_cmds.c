@@ -309,10 +309,12 @@ void wl_cmd_produce(int argc, char **argv)
 		u64 now = clock_ns();
 		if (interval) {
 			u64 due = t0 + i * interval * 1000000ul;
-			while (now < due) {
+			/* delay_us spins on mini and sleeps (nanosleep) in the
+			 * linux image's build of these commands. */
+			if (now < due)
+				delay_us((due - now) / 1000);
+			while ((now = clock_ns()) < due)
 				cpu_relax();
-				now = clock_ns();
-			}
 		}
 		u64 ts = m.now_ms + (now - m.at_ns) / 1000000;
 		if (ts != ts_last) {

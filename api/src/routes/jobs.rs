@@ -31,6 +31,18 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<streams::JobStatus>)> {
     let bytes = Bytes::from(raw.to_string());
     let spec: streams::JobSpec = crate::json::parse(&bytes)?;
+    // The job creates its output topic when missing, and its changelog
+    // topic: both count against the project's topic quota.
+    let p = &caller.project.id;
+    let existing = st.streams.list_topics(p);
+    let new_topics = [
+        spec.output.clone(),
+        streams::job::runner::changelog_topic(&spec.name),
+    ]
+    .iter()
+    .filter(|t| !existing.iter().any(|e| e == *t))
+    .count();
+    super::streams::check_topic_quota_n(&st, &caller, new_topics)?;
     let status = st
         .streams
         .start_job(&caller.project.id, spec)

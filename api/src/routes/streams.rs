@@ -73,15 +73,20 @@ pub fn stream_error(e: streams::Error) -> ApiError {
 /// Refuses a new topic or queue beyond the project's `max_topics` quota
 /// (topics and queues counted together).
 pub fn check_topic_quota(st: &AppState, caller: &Caller) -> ApiResult<()> {
+    check_topic_quota_n(st, caller, 1)
+}
+
+/// Refuses `n` new topics beyond the project's `max_topics` quota.
+pub fn check_topic_quota_n(st: &AppState, caller: &Caller, n: usize) -> ApiResult<()> {
     let p = &caller.project.id;
     let have = (st.streams.list_topics(p).len() + st.streams.list_queues(p).len()) as i64;
+    let want = have + n as i64;
     let max = caller.project.quotas.max_topics;
-    if have + 1 > max {
+    if n > 0 && want > max {
         return Err(ApiError::forbidden(format!(
-            "quota exceeded: topics would be {}, the project's limit is {max}",
-            have + 1
+            "quota exceeded: topics would be {want}, the project's limit is {max}"
         ))
-        .details(json!({ "quota": "topics", "requested": have + 1, "limit": max })));
+        .details(json!({ "quota": "topics", "requested": want, "limit": max })));
     }
     Ok(())
 }

@@ -174,6 +174,20 @@ impl Daemon {
         )
     }
 
+    /// A GET whose body is returned as it came (not parsed as JSON).
+    pub fn get_raw(&self, path: &str, token: &str) -> (u16, String) {
+        let resp = self
+            .agent
+            .get(&format!("{}{path}", self.url))
+            .set("Authorization", &format!("Bearer {token}"))
+            .call();
+        match resp {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("GET {path}: {e}\n{}", self.log()),
+        }
+    }
+
     pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.call("GET", path, token, None)
     }

@@ -7,12 +7,14 @@
 #   hwkvm: bench SERIES I marker_ms=N exit_ms=N status=N
 # and the guest's console prefixed with "  L2| ".
 # Environment: VMM (minicloud-vmm), IMG (dir with kernel, bzImage, rootfs.ext4),
-# WORK (scratch dir), BENCH (number of timed boots, default 0),
-# BOOT_TIMEOUT (seconds per boot, default 90).
+# WORK (scratch dir), API_STUB (api-stub.c, built static), BENCH (number of
+# timed boots, default 0), BOOT_TIMEOUT (seconds per boot, default 90).
 
 : "${VMM:?}" "${IMG:?}" "${WORK:?}"
 BENCH=${BENCH:-0}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-90}
+API_STUB=${API_STUB:-}
+VMM_EXTRA= # more VMM arguments for the next boot
 CMDLINE="console=ttyS0 reboot=k panic=1 root=/dev/vda rw"
 cr=$(printf '\r')
 # A guest that stops reading its stdin must not kill us when we write to it.
@@ -41,7 +43,7 @@ tee_console() {
 }
 
 # boot NAME KERNEL VCPUS MEMORY_MIB CMDLINE [STDIN]
-# Runs the VMM on the working copy of rootfs.ext4; leaves the console in
+# Runs the VMM on the working copy of rootfs.ext4 (and $VMM_EXTRA); leaves the console in
 # $WORK/NAME.out, the VMM's status in NAME.rc, the times in NAME.t0/.marker/.end.
 boot() {
 	name=$1 kernel=$2 vcpus=$3 mem=$4 cmdline=$5 input=${6:-/dev/null}
@@ -51,7 +53,7 @@ boot() {
 	cs >"$out.t0"
 	{
 		timeout -s KILL "$BOOT_TIMEOUT" "$VMM" --kernel "$kernel" --cmdline "$cmdline" \
-			--vcpus "$vcpus" --memory-mib "$mem" --disk "$WORK/rootfs.ext4" <"$input" 2>&1
+			--vcpus "$vcpus" --memory-mib "$mem" --disk "$WORK/rootfs.ext4" $VMM_EXTRA <"$input" 2>&1
 		echo $? >"$out.rc"
 	} | tee_console "$out"
 	cs >"$out.end"
@@ -154,6 +156,39 @@ elif [ "$rc" != 0 ] && [ "$rc" != 137 ] && [ "$rc" != none ]; then
 	ok panic-reported "VMM status $rc: $(tail -n 1 "$WORK/panic.out")"
 else
 	fail panic-reported "VMM status $rc after a guest panic (want non-zero, not killed)"
+fi
+
+# 6. The workload commands of the image (/bin/minicloud-guest: mini's http.c
+#    and workload_cmds.c on AF_VSOCK) against api-stub.c, listening where the
+#    VMM sends guest connections to host port 80 (<uds_path>_80).
+if [ -x "$API_STUB" ]; then
+	rm -f "$WORK/vsock" "$WORK/vsock_80"
+	"$API_STUB" "$WORK/vsock_80" >"$WORK/api-stub.log" 2>&1 &
+	stub=$!
+	i=0
+	while [ ! -S "$WORK/vsock_80" ] && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	VMM_EXTRA="--vsock-uds $WORK/vsock --vsock-cid 3"
+	boot vsock-api "$IMG/kernel" 1 128 "$CMDLINE minicloud.run=\"metadata; produce readings 20 s1 0 5\""
+	VMM_EXTRA=
+	kill $stub 2>/dev/null
+	wait $stub 2>/dev/null
+	sed 's/^/  api| /' "$WORK/api-stub.log"
+	check_boot vsock-api 1 128
+	expect vsock-api-metadata '^metadata: {.*"instance_id":"i-hwkvm"' "$WORK/vsock-api.out"
+	printf 'produce: acked %s partition=0 offsets=%s\n' 0..4 0..4 5..9 5..9 10..14 10..14 15..19 15..19 >"$WORK/acked.want"
+	grep '^produce: acked ' "$WORK/vsock-api.out" >"$WORK/acked.got"
+	if cmp -s "$WORK/acked.want" "$WORK/acked.got"; then
+		ok vsock-api-produce "4 batches acked, the last: $(tail -n 1 "$WORK/acked.got")"
+	else
+		fail vsock-api-produce "$(grep -c . "$WORK/acked.got") 'produce: acked' lines, want 4: 0..4 to 15..19, offsets the same"
+	fi
+	expect vsock-api-produce-done '^produce: done 20 records in [0-9]* ms$' "$WORK/vsock-api.out"
+	expect vsock-api-run-status '^minicloud.run: exit=0$' "$WORK/vsock-api.out"
+else
+	for c in marker exit metadata produce produce-done; do fail vsock-api-$c "no api-stub (API_STUB='$API_STUB')"; done
 fi
 
 # Benchmark: VMM start -> marker and -> exit, one vCPU, 256 MiB; the
