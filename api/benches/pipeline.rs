@@ -279,7 +279,7 @@ fn main() {
         .join(&probe)
         .join("vsock.sock_80");
     println!(
-        "instance API, host side (keep-alive, sequential produce requests, 100 readings each):"
+        "instance API, host side (keep-alive, sequential produce requests; best of 3 alternating rounds):"
     );
     // Three alternating rounds per case on fresh connections (the best of
     // each side is reported), so neither side gets the warm-up.
