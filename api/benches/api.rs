@@ -9,111 +9,13 @@
 //!   instances recorded, from `wrk` on loopback (installed from Debian by
 //!   this bench if missing).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
-struct Daemon {
-    child: Child,
-    url: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn start() -> Daemon {
-    let st = Command::new(root().join("images/build"))
-        .arg("mini")
-        .stdout(Stdio::null())
-        .status()
-        .expect("images");
-    assert!(st.success());
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_minicloud"));
-    let vmm = bin.with_file_name("minicloud-vmm");
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "hypervisor",
-            "--bin",
-            "minicloud-vmm",
-        ])
-        .current_dir(root())
-        .status()
-        .expect("cargo");
-    assert!(st.success());
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("a")
-        .port();
-    let child = Command::new(&bin)
-        .args([
-            "serve",
-            "--no-cli-config",
-            "--cpu-allocation-ratio",
-            "16",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--vmm")
-        .arg(vmm)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if ureq::get(&format!("{url}/healthz")).call().is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
-        .expect("token")
-        .trim()
-        .to_string();
-    Daemon {
-        child,
-        url,
-        token,
-        _dir: dir,
-    }
-}
-
-fn call(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> Value {
-    let req = ureq::request(method, &format!("{}{path}", d.url))
-        .set("Authorization", &format!("Bearer {}", d.token));
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match r {
-        Ok(r) => r.into_json().unwrap_or(Value::Null),
-        Err(ureq::Error::Status(s, r)) => panic!(
-            "{method} {path}: {s} {}",
-            r.into_string().unwrap_or_default()
-        ),
-        Err(e) => panic!("{method} {path}: {e}"),
-    }
-}
+use serde_json::json;
+use support::{Daemon, call, start};
 
 /// One launch: (time to running, time to boot line).
 fn launch(d: &Daemon, name: &str, run: Option<&str>) -> (Duration, Duration) {
@@ -197,7 +99,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let d = start();
+    let d = start(&[]);
     // Warm-up.
     launch(&d, "warm", Some("echo warm"));
     delete_all(&d);

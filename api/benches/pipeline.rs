@@ -15,131 +15,14 @@
 //! The instance API's request rate limit is off for the run
 //! (`MINICLOUD_GUEST_RATE=0`).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-struct Daemon {
-    child: Child,
-    url: String,
-    port: u16,
-    token: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Ok(rd) = std::fs::read_dir(self.dir.path().join("data/vms")) {
-            for e in rd.flatten() {
-                if let Ok(t) = std::fs::read_to_string(e.path().join("vmm.pid"))
-                    && let Some(pid) = t
-                        .split_whitespace()
-                        .next()
-                        .and_then(|p| p.parse::<i32>().ok())
-                {
-                    // SAFETY: kill(2) on a VMM this bench's daemon started.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn start() -> Daemon {
-    let st = Command::new(root().join("images/build"))
-        .arg("mini")
-        .stdout(Stdio::null())
-        .status()
-        .expect("images");
-    assert!(st.success());
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_minicloud"));
-    let vmm = bin.with_file_name("minicloud-vmm");
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "hypervisor",
-            "--bin",
-            "minicloud-vmm",
-        ])
-        .current_dir(root())
-        .status()
-        .expect("cargo");
-    assert!(st.success());
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("a")
-        .port();
-    let child = Command::new(&bin)
-        .args([
-            "serve",
-            "--no-cli-config",
-            "--cpu-allocation-ratio",
-            "16",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--vmm")
-        .arg(vmm)
-        .env("RUST_LOG", "warn")
-        .env("MINICLOUD_GUEST_RATE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if ureq::get(&format!("{url}/healthz")).call().is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
-        .expect("token")
-        .trim()
-        .to_string();
-    Daemon {
-        child,
-        url,
-        port,
-        token,
-        dir,
-    }
-}
-
-fn call(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> Value {
-    let req = ureq::request(method, &format!("{}{path}", d.url))
-        .set("Authorization", &format!("Bearer {}", d.token));
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match r {
-        Ok(r) => r.into_json().unwrap_or(Value::Null),
-        Err(ureq::Error::Status(s, r)) => {
-            panic!(
-                "{method} {path}: {s} {}",
-                r.into_string().unwrap_or_default()
-            )
-        }
-        Err(e) => panic!("{method} {path}: {e}"),
-    }
-}
+use support::{Daemon, call, start};
 
 fn launch(d: &Daemon, name: &str, run: Option<&str>) -> String {
     let mut body = json!({"name": name, "image": "mini", "vcpus": 1, "memory_mib": 64});
@@ -259,7 +142,7 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 }
 
 fn main() {
-    let d = start();
+    let d = start(&[("MINICLOUD_GUEST_RATE", "0")]);
     for t in ["bench-vsock", "bench-tcp", "bench-guest"] {
         call(
             &d,

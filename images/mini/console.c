@@ -391,12 +391,7 @@ static const struct command commands[] = {
 	{"vsock-req", vsock_cmd_req},
 	{"vsock-ping", vsock_cmd_ping},
 	{"net-serve", net_cmd_serve},
-	{"metadata", wl_cmd_metadata},
-	{"produce", wl_cmd_produce},
-	{"consume", wl_cmd_consume},
-	{"queue-send", wl_cmd_queue_send},
-	{"queue-receive-delete", wl_cmd_queue_receive_delete},
-	{"http", wl_cmd_http},
+	WL_COMMAND_TABLE
 	{"hang", cmd_hang},
 	{"poweroff", cmd_poweroff},
 	{"reboot", cmd_reboot},

@@ -114,6 +114,13 @@ i32 json_str(struct jspan v, char *out, u32 max);
 void put_json_str(struct jspan v);
 
 /* workload_cmds.c: the shell commands (formats in images/README.md). */
+/* Their command-table entries ({name, fn}), shared by mini's shell and the
+ * linux image's minicloud-guest. */
+#define WL_COMMAND_TABLE                                              \
+	{"metadata", wl_cmd_metadata}, {"produce", wl_cmd_produce},       \
+	{"consume", wl_cmd_consume}, {"queue-send", wl_cmd_queue_send}, \
+	{"queue-receive-delete", wl_cmd_queue_receive_delete},           \
+	{"http", wl_cmd_http},
 void wl_cmd_metadata(int argc, char **argv);
 void wl_cmd_produce(int argc, char **argv);
 void wl_cmd_consume(int argc, char **argv);

@@ -47,9 +47,13 @@ pub struct PipelineArgs {
     /// Readings per produce request.
     #[arg(long, default_value_t = 10)]
     pub batch: u64,
-    /// Guest image of the VMs.
+    /// Guest image of the VMs (`linux` on hosts with hardware
+    /// virtualization: its `minicloud-guest` has the same commands).
     #[arg(long, default_value = "mini")]
     pub image: String,
+    /// Memory of each VM in MiB (default: 64 for mini, 128 otherwise).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
     /// Window of the first job (ms).
     #[arg(long, default_value_t = 10_000)]
     pub window_ms: u64,
@@ -100,6 +104,9 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
         .bucket
         .clone()
         .unwrap_or_else(|| format!("pipeline-{}", &pid[..pid.len().min(8)]));
+    let memory = a
+        .memory_mib
+        .unwrap_or(if a.image == "mini" { 64 } else { 128 });
     let run_id = super::super::store::now_ms();
     let prefix = format!("runs/{run_id}/");
     println!(
@@ -151,7 +158,7 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
         );
         let v = c.post(
             "/v1/instances",
-            Some(json!({"name": name, "image": a.image, "vcpus": 1, "memory_mib": 64, "run": run})),
+            Some(json!({"name": name, "image": a.image, "vcpus": 1, "memory_mib": memory, "run": run})),
         )?;
         let id = v["instance"]["id"]
             .as_str()
@@ -221,7 +228,7 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
     let run = format!("consume {AVG} {GROUP} {} 3000", windows.max(1));
     let v = c.post(
         "/v1/instances",
-        Some(json!({"name": "dashboard", "image": a.image, "vcpus": 1, "memory_mib": 64, "run": run})),
+        Some(json!({"name": "dashboard", "image": a.image, "vcpus": 1, "memory_mib": memory, "run": run})),
     )?;
     let id = v["instance"]["id"]
         .as_str()

@@ -393,12 +393,7 @@ static const struct {
 	const char *name;
 	void (*fn)(int argc, char **argv);
 } cmds[] = {
-	{"metadata", wl_cmd_metadata},
-	{"produce", wl_cmd_produce},
-	{"consume", wl_cmd_consume},
-	{"queue-send", wl_cmd_queue_send},
-	{"queue-receive-delete", wl_cmd_queue_receive_delete},
-	{"http", wl_cmd_http},
+	WL_COMMAND_TABLE
 };
 
 static void usage(FILE *f)
