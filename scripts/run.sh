@@ -21,6 +21,16 @@ listen=${MINICLOUD_LISTEN:-127.0.0.1:7070}
 url=http://$listen
 mkdir -p "$data"
 
+# A daemon left running by an earlier build is restarted on the new binary
+# (VMs keep running; the new daemon reattaches to them).
+for pid in $(pgrep -f "minicloud serve" || true); do
+	exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+	if [[ $exe == *"(deleted)" || ($exe == "$bin/minicloud" && "$bin/minicloud" -nt "/proc/$pid") ]]; then
+		echo "run: restarting minicloud serve (pid $pid) on the new build"
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	fi
+done
 if curl -fsS "$url/healthz" >/dev/null 2>&1; then
 	echo "run: minicloud serve already answers on $url"
 else

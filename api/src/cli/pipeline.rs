@@ -99,11 +99,11 @@ pub fn job_spec(name: &str, output: &str, window_ms: u64) -> Value {
 pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
     let c = conn.client()?;
     let project = c.get("/v1/project")?;
-    let pid = project["id"].as_str().unwrap_or_default().to_string();
-    let bucket = a
-        .bucket
-        .clone()
-        .unwrap_or_else(|| format!("pipeline-{}", &pid[..pid.len().min(8)]));
+    let pid = project["project"]["id"]
+        .as_str()
+        .context("GET /v1/project answered no project id")?
+        .to_string();
+    let bucket = a.bucket.clone().unwrap_or_else(|| default_bucket(&pid));
     let memory = a
         .memory_mib
         .unwrap_or(if a.image == "mini" { 64 } else { 128 });
@@ -312,6 +312,17 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The default bucket of a project's pipeline: `pipeline-` and the last 12
+/// hex digits of the project id (its random part; bucket names are global).
+pub fn default_bucket(project_id: &str) -> String {
+    let hex: String = project_id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    format!("pipeline-{}", &hex[hex.len().saturating_sub(12)..])
+}
+
 /// Whether an instance state is final.
 fn is_final(s: &str) -> bool {
     matches!(s, "stopped" | "failed")
@@ -484,4 +495,22 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_bucket_names_are_valid_and_differ_per_project() {
+        let a = default_bucket("prj-01a21456a78e7739a6e70c9887f85c32");
+        let b = default_bucket("prj-01a21456a78e7739a6e70c9887f85c33");
+        assert_eq!(a, "pipeline-0c9887f85c32");
+        assert_ne!(a, b);
+        assert!(
+            a.len() <= 63
+                && a.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        );
+    }
 }
