@@ -274,16 +274,22 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         storage::s3::Options::default(),
     )
     .await;
-    match &s3 {
+    // Stored bytes are billed whether or not the endpoint is up (sinks
+    // write objects without it); requests only count when it is.
+    let s3_usage = match &s3 {
         Ok(s) => {
             println!("minicloud: S3 on http://{}", s.local_addr);
-            crate::s3_usage::spawn(state.store.clone(), s.usage.clone());
+            s.usage.clone()
         }
-        Err(e) => eprintln!(
-            "minicloud: S3 endpoint off: cannot serve on {}: {e}",
-            opts.s3_listen
-        ),
-    }
+        Err(e) => {
+            eprintln!(
+                "minicloud: S3 endpoint off: cannot serve on {}: {e}",
+                opts.s3_listen
+            );
+            std::sync::Arc::new(storage::s3::usage::S3Usage::default())
+        }
+    };
+    crate::s3_usage::spawn(state.store.clone(), s3_usage);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -488,8 +488,13 @@ impl Compute {
         }
         // The instance API listens before the guest can run.
         self.open_guest_api(&inst);
-        let spawned = process::spawn(&self.vmm, &dir, &config)
-            .map_err(|e| ApiError::internal("starting the VMM", e))?;
+        let spawned = match process::spawn(&self.vmm, &dir, &config) {
+            Ok(s) => s,
+            Err(e) => {
+                self.guest.close(id, &dir.guest_api_sock());
+                return Err(ApiError::internal("starting the VMM", e));
+            }
+        };
         let started_at = now_ms();
         let mut tx = self.store.write().await?;
         instances::set_running(
