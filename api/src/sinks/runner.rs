@@ -12,6 +12,8 @@ use super::{SinkSpec, SinkStats, group_of};
 
 /// Pause after an error before trying again.
 const RETRY: Duration = Duration::from_secs(1);
+/// Longest pause while the same error repeats.
+const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Pause when no partition had records.
 const IDLE: Duration = Duration::from_millis(100);
 
@@ -65,17 +67,29 @@ pub(crate) async fn run(
     stats: Arc<Mutex<SinkStats>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut delay = RETRY;
     loop {
         let err = match run_once(&streams, &objects, &spec, &stats, &mut stop).await {
             Ok(()) => return,
             Err(e) => e,
         };
-        tracing::warn!(project = %spec.project_id, sink = %spec.name, error = %err, "sink: retrying");
+        // The same error again (a deleted bucket, say) backs off to
+        // MAX_RETRY and is not logged again; a new one is, at once.
+        let repeated = stats
+            .lock()
+            .map(|s| s.last_error.as_deref() == Some(err.as_str()))
+            .unwrap_or(false);
+        if repeated {
+            delay = (delay * 2).min(MAX_RETRY);
+        } else {
+            delay = RETRY;
+            tracing::warn!(project = %spec.project_id, sink = %spec.name, error = %err, "sink: retrying");
+        }
         if let Ok(mut s) = stats.lock() {
             s.last_error = Some(err);
         }
         tokio::select! {
-            _ = tokio::time::sleep(RETRY) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = stop.changed() => return,
         }
     }
@@ -275,6 +289,112 @@ mod tests {
         for l in lines {
             serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
         }
+    }
+
+    /// A crash after an object was written but before its offset was
+    /// committed: the restarted sink commits past it instead of writing
+    /// those records again, then goes on from there.
+    #[tokio::test]
+    async fn recovery_never_writes_a_record_twice() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.expect("pool");
+        storage::migrate(&pool).await.expect("migrate");
+        let objects = storage::s3::Backend::open(pool, &dir.path().join("s3"))
+            .await
+            .expect("backend");
+        objects
+            .create_bucket_for("p1", "out-bucket")
+            .await
+            .expect("bucket");
+        let streams = Streams::open(streams::StreamsConfig::new(dir.path().join("streams")))
+            .expect("streams");
+        streams
+            .create_topic("p1", "t", streams::TopicConfig::new(1))
+            .expect("topic");
+        let recs: Vec<streams::ProduceRecord> = (0..5)
+            .map(|i| streams::ProduceRecord {
+                key: None,
+                value: Some(Bytes::from(format!("{{\"n\":{i}}}"))),
+                headers: Vec::new(),
+                partition: None,
+                timestamp: None,
+            })
+            .collect();
+        streams.produce("p1", "t", &recs, None).expect("produce");
+        let spec = SinkSpec {
+            project_id: "p1".into(),
+            name: "s".into(),
+            topic: "t".into(),
+            bucket: "out-bucket".into(),
+            prefix: "x/".into(),
+            max_records: 1000,
+            flush_ms: 10,
+            created_at: 0,
+        };
+        // What the crashed sink had written: records 0..=2, uncommitted.
+        objects
+            .put_bytes(
+                "p1",
+                "out-bucket",
+                &object_key(&spec, 0, 0, 2),
+                Bytes::from("{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n"),
+                None,
+            )
+            .await
+            .expect("put");
+        let stats = Arc::new(Mutex::new(SinkStats::default()));
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(run(
+            streams.clone(),
+            objects.clone(),
+            spec.clone(),
+            stats,
+            rx,
+        ));
+        let group = group_of("s");
+        for _ in 0..200 {
+            if streams
+                .committed_offset("p1", &group, "t", 0)
+                .ok()
+                .flatten()
+                == Some(5)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(true);
+        let _ = task.await;
+        assert_eq!(
+            streams
+                .committed_offset("p1", &group, "t", 0)
+                .ok()
+                .flatten(),
+            Some(5)
+        );
+        let (list, _) = objects
+            .objects_of("p1", "out-bucket", "x/", None, 100)
+            .await
+            .expect("list");
+        let keys: Vec<&str> = list.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [object_key(&spec, 0, 0, 2), object_key(&spec, 0, 3, 4)],
+            "no object overlaps another"
+        );
+        let mut lines = Vec::new();
+        for k in keys {
+            let b = objects
+                .get_bytes("p1", "out-bucket", k, 1 << 20)
+                .await
+                .expect("get");
+            lines.extend(String::from_utf8_lossy(&b).lines().map(str::to_string));
+        }
+        let want: Vec<String> = (0..5).map(|i| format!("{{\"n\":{i}}}")).collect();
+        assert_eq!(lines, want);
     }
 
     #[test]
