@@ -108,9 +108,25 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Metered {
         let method = req.method().clone();
         let (bucket, no_key) = bucket_of(&req, &self.domain);
         let usage = self.usage.clone();
+        let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
         let fut = hyper::service::Service::call(&self.inner, req);
         Box::pin(async move {
-            let resp = fut.await?;
+            let mut resp = fut.await?;
+            // An error answered before the request body was read: close the
+            // connection after it (as S3 does) rather than leave unread
+            // body bytes in front of the client's next request.
+            if has_body && !resp.status().is_success() {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             if !bucket.is_empty() {
                 let read = matches!(method, http::Method::GET | http::Method::HEAD) && !no_key;
                 let out = if method == http::Method::GET && resp.status().is_success() {
