@@ -212,6 +212,15 @@ impl Backend {
         }
     }
 
+    /// A write transaction (`BEGIN IMMEDIATE`: writers queue at the start
+    /// rather than fail at commit).
+    async fn write_tx(&self) -> S3Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(internal)
+    }
+
     async fn authorize<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<String> {
         let project = self.project_of(req).await?;
         self.check_bucket(&project, bucket).await?;
@@ -287,11 +296,7 @@ impl Backend {
 
     /// Inserts or replaces an object's row; removes the file it replaced.
     async fn put_row(&self, bucket: &str, row: &ObjectRow) -> S3Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
+        let mut tx = self.write_tx().await?;
         let old: Option<String> =
             sqlx::query_scalar("SELECT file FROM s3_objects WHERE bucket = ? AND key = ?")
                 .bind(bucket)
@@ -646,11 +651,7 @@ impl Backend {
     /// Inserts a bucket row for `project` unless the name is taken or the
     /// project's bucket quota is used up.
     async fn insert_bucket(&self, project: &str, bucket: &str) -> S3Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
+        let mut tx = self.write_tx().await?;
         let owner: Option<String> =
             sqlx::query_scalar("SELECT project_id FROM s3_buckets WHERE name = ?")
                 .bind(bucket)
@@ -707,6 +708,20 @@ fn check_bucket_name(b: &str) -> S3Result<()> {
             "bucket names are 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
         ))
     }
+}
+
+/// Refuses with `NoSuchUpload` when the upload was completed or aborted
+/// meanwhile (checked inside the writer's transaction).
+async fn upload_still_open(tx: &mut sqlx::SqliteConnection, upload_id: &str) -> S3Result<()> {
+    let still: Option<i64> = sqlx::query_scalar("SELECT 1 FROM s3_uploads WHERE upload_id = ?")
+        .bind(upload_id)
+        .fetch_optional(tx)
+        .await
+        .map_err(internal)?;
+    if still.is_none() {
+        return Err(s3_error!(NoSuchUpload));
+    }
+    Ok(())
 }
 
 fn hex_token(s: &str) -> String {
@@ -822,11 +837,7 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let bucket = &req.input.bucket;
         self.authorize(&req, bucket).await?;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
+        let mut tx = self.write_tx().await?;
         let any: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM s3_objects WHERE bucket = ? LIMIT 1")
                 .bind(bucket)
@@ -1033,11 +1044,7 @@ impl S3 for Backend {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         let mut files = Vec::new();
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
+        let mut tx = self.write_tx().await?;
         for o in input.delete.objects {
             if let Err(e) = check_key(&o.key) {
                 errors.push(Error {
@@ -1261,22 +1268,9 @@ impl S3 for Backend {
             .await?;
         let w = self.write_body(input.body).await?;
         let etag = hex::encode(w.md5);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
+        let mut tx = self.write_tx().await?;
         let res: S3Result<Option<String>> = async {
-            // The upload may have been completed or aborted meanwhile.
-            let still: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM s3_uploads WHERE upload_id = ?")
-                    .bind(&input.upload_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-            if still.is_none() {
-                return Err(s3_error!(NoSuchUpload));
-            }
+            upload_still_open(&mut tx, &input.upload_id).await?;
             let old: Option<String> = sqlx::query_scalar(
                 "SELECT file FROM s3_parts WHERE upload_id = ? AND part_number = ?",
             )
@@ -1404,21 +1398,9 @@ impl S3 for Backend {
             modified_ms: now_ms(),
         };
         // One transaction: the object appears and the upload disappears.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
+        let mut tx = self.write_tx().await?;
         let res: S3Result<Option<String>> = async {
-            let still: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM s3_uploads WHERE upload_id = ?")
-                    .bind(&upload.upload_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-            if still.is_none() {
-                return Err(s3_error!(NoSuchUpload));
-            }
+            upload_still_open(&mut tx, &upload.upload_id).await?;
             let old: Option<String> =
                 sqlx::query_scalar("SELECT file FROM s3_objects WHERE bucket = ? AND key = ?")
                     .bind(&input.bucket)
@@ -1487,11 +1469,7 @@ impl S3 for Backend {
         self.authorize(&req, &input.bucket).await?;
         self.upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(internal)?;
+        let mut tx = self.write_tx().await?;
         let files: Vec<String> =
             sqlx::query_scalar("DELETE FROM s3_parts WHERE upload_id = ? RETURNING file")
                 .bind(&input.upload_id)
