@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::Conn;
-use super::output::{Format, cell, table};
+use super::output::{Format, cell, items, table};
 
 /// `minicloud bill` flags.
 #[derive(Debug, Args)]
@@ -88,10 +88,7 @@ pub fn bill(conn: &Conn, a: BillArgs) -> anyhow::Result<()> {
                 cell(&inv["status"]),
                 cell(&inv["currency"])
             );
-            let rows: Vec<Vec<String>> = inv["lines"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            let rows: Vec<Vec<String>> = items(&inv["lines"])
                 .iter()
                 .map(|l| {
                     vec![
@@ -144,13 +141,7 @@ pub fn bill(conn: &Conn, a: BillArgs) -> anyhow::Result<()> {
     }
     let costs = c.get(&format!("/v1/billing/costs?{q}"))?;
     if format == "table" {
-        let totals: Vec<i64> = costs["totals"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(micros)
-            .collect();
+        let totals: Vec<i64> = items(&costs["totals"]).iter().map(micros).collect();
         if !totals.is_empty() {
             println!("daily cost {}", metering::sparkline(&totals));
         }
@@ -178,10 +169,7 @@ fn print_report(r: &Value) {
         cell(&r["currency"]),
         cell(&r["group_by"])
     );
-    let rows: Vec<Vec<String>> = r["rows"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = items(&r["rows"])
         .iter()
         .map(|row| {
             let key = row

@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use client::Client;
-use output::{Format, cell, table};
+use output::{Format, cell, items, table};
 
 /// Connection flags shared by every client command.
 #[derive(Debug, Args)]
@@ -213,7 +213,7 @@ pub enum HostCmd {
     Info,
 }
 
-fn out(conn: &Conn, v: &Value, human: impl FnOnce(&Value)) {
+pub(crate) fn out(conn: &Conn, v: &Value, human: impl FnOnce(&Value)) {
     match conn.output {
         Format::Json => output::json(v),
         Format::Table => human(v),
@@ -338,7 +338,7 @@ pub fn vm(conn: &Conn, cmd: VmCmd) -> anyhow::Result<()> {
         VmCmd::List => {
             let v = c.get("/v1/instances")?;
             out(conn, &v, |v| {
-                let list = v["instances"].as_array().cloned().unwrap_or_default();
+                let list = items(&v["instances"]);
                 table(&INSTANCE_HEADERS, &instance_rows(&list));
             });
         }
@@ -444,10 +444,7 @@ pub fn project(conn: &Conn, cmd: ProjectCmd) -> anyhow::Result<()> {
         ProjectCmd::List => {
             let v = c.get("/v1/projects")?;
             out(conn, &v, |v| {
-                let rows: Vec<Vec<String>> = v["projects"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = items(&v["projects"])
                     .iter()
                     .map(|p| vec![cell(&p["id"]), cell(&p["name"]), cell(&p["is_admin"])])
                     .collect();

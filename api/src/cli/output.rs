@@ -48,6 +48,11 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
+/// The elements of a JSON array (none when it is not one).
+pub fn items(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
 /// Prints JSON prettily.
 pub fn json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());

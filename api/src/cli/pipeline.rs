@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::Conn;
 use super::client::Client;
+use super::output::items;
 
 /// Topic the sensors write.
 pub const READINGS: &str = "readings";
@@ -407,7 +408,7 @@ pub fn fetch_all(c: &Client, topic: &str) -> anyhow::Result<Vec<(u32, Value)>> {
             let r = c.get(&format!(
                 "/v1/topics/{topic}/partitions/{p}/records?offset={offset}&max_records=10000"
             ))?;
-            let recs = r["records"].as_array().cloned().unwrap_or_default();
+            let recs = items(&r["records"]);
             if recs.is_empty() {
                 break;
             }

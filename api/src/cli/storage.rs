@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::Conn;
-use super::output::{Format, cell, json, table};
+use super::output::{Format, cell, table};
 
 /// `minicloud s3-key ...`
 #[derive(Debug, Subcommand)]
@@ -25,19 +25,15 @@ pub fn s3_key(conn: &Conn, cmd: S3KeyCmd) -> anyhow::Result<()> {
     match cmd {
         S3KeyCmd::Create => {
             let k = c.post("/v1/s3-keys", None)?;
-            if conn.output == Format::Json {
-                json(&k);
-            } else {
+            super::out(conn, &k, |k| {
                 println!("access_key_id:     {}", cell(&k["access_key_id"]));
                 println!("secret_access_key: {}", cell(&k["secret_access_key"]));
                 println!("(the secret is not shown again)");
-            }
+            });
         }
         S3KeyCmd::List => {
             let v = c.get("/v1/s3-keys")?;
-            if conn.output == Format::Json {
-                json(&v);
-            } else {
+            super::out(conn, &v, |v| {
                 let rows: Vec<Vec<String>> = v["keys"]
                     .as_array()
                     .map(|a| {
@@ -47,7 +43,7 @@ pub fn s3_key(conn: &Conn, cmd: S3KeyCmd) -> anyhow::Result<()> {
                     })
                     .unwrap_or_default();
                 table(&["ACCESS KEY ID", "CREATED (ms)"], &rows);
-            }
+            });
         }
         S3KeyCmd::Delete { id } => {
             c.delete(&format!("/v1/s3-keys/{id}"))?;
@@ -138,9 +134,7 @@ fn size_body(gib: Option<i64>, mib: Option<i64>) -> serde_json::Map<String, serd
 }
 
 fn print_volume(conn: &Conn, v: &serde_json::Value) {
-    if conn.output == Format::Json {
-        json(v);
-    } else {
+    super::out(conn, v, |v| {
         table(
             &[
                 "ID",
@@ -152,7 +146,7 @@ fn print_volume(conn: &Conn, v: &serde_json::Value) {
             ],
             &[volume_row(v)],
         );
-    }
+    });
 }
 
 fn volume_row(v: &serde_json::Value) -> Vec<String> {
@@ -198,9 +192,7 @@ pub fn volume(conn: &Conn, cmd: VolumeCmd) -> anyhow::Result<()> {
         }
         VolumeCmd::List => {
             let v = c.get("/v1/volumes")?;
-            if conn.output == Format::Json {
-                json(&v);
-            } else {
+            super::out(conn, &v, |v| {
                 let rows: Vec<Vec<String>> = v["volumes"]
                     .as_array()
                     .map(|a| a.iter().map(volume_row).collect())
@@ -216,7 +208,7 @@ pub fn volume(conn: &Conn, cmd: VolumeCmd) -> anyhow::Result<()> {
                     ],
                     &rows,
                 );
-            }
+            });
         }
         VolumeCmd::Show { id } => print_volume(conn, &c.get(&format!("/v1/volumes/{id}"))?),
         VolumeCmd::Resize {
@@ -241,11 +233,9 @@ pub fn volume(conn: &Conn, cmd: VolumeCmd) -> anyhow::Result<()> {
                 &format!("/v1/volumes/{id}/snapshots"),
                 Some(serde_json::json!({ "name": name })),
             )?;
-            if conn.output == Format::Json {
-                json(&s);
-            } else {
+            super::out(conn, &s, |s| {
                 table(&SNAPSHOT_HEADERS, &[snapshot_row(&s)]);
-            }
+            });
         }
     }
     Ok(())
@@ -257,23 +247,19 @@ pub fn snapshot(conn: &Conn, cmd: SnapshotCmd) -> anyhow::Result<()> {
     match cmd {
         SnapshotCmd::List => {
             let v = c.get("/v1/snapshots")?;
-            if conn.output == Format::Json {
-                json(&v);
-            } else {
+            super::out(conn, &v, |v| {
                 let rows: Vec<Vec<String>> = v["snapshots"]
                     .as_array()
                     .map(|a| a.iter().map(snapshot_row).collect())
                     .unwrap_or_default();
                 table(&SNAPSHOT_HEADERS, &rows);
-            }
+            });
         }
         SnapshotCmd::Show { id } => {
             let s = c.get(&format!("/v1/snapshots/{id}"))?;
-            if conn.output == Format::Json {
-                json(&s);
-            } else {
+            super::out(conn, &s, |s| {
                 table(&SNAPSHOT_HEADERS, &[snapshot_row(&s)]);
-            }
+            });
         }
         SnapshotCmd::Delete { id } => {
             c.delete(&format!("/v1/snapshots/{id}"))?;
@@ -332,17 +318,13 @@ pub fn bucket(conn: &Conn, cmd: BucketCmd) -> anyhow::Result<()> {
     match cmd {
         BucketCmd::Create { name } => {
             let v = c.post("/v1/buckets", Some(serde_json::json!({ "name": name })))?;
-            if conn.output == Format::Json {
-                json(&v);
-            } else {
+            super::out(conn, &v, |_| {
                 println!("created bucket {name}");
-            }
+            });
         }
         BucketCmd::List => {
             let v = c.get("/v1/buckets")?;
-            if conn.output == Format::Json {
-                json(&v);
-            } else {
+            super::out(conn, &v, |v| {
                 let rows: Vec<Vec<String>> = v["buckets"]
                     .as_array()
                     .map(|a| {
@@ -352,7 +334,7 @@ pub fn bucket(conn: &Conn, cmd: BucketCmd) -> anyhow::Result<()> {
                     })
                     .unwrap_or_default();
                 table(&["NAME", "OBJECTS", "BYTES"], &rows);
-            }
+            });
         }
         BucketCmd::Ls {
             bucket,
@@ -364,9 +346,7 @@ pub fn bucket(conn: &Conn, cmd: BucketCmd) -> anyhow::Result<()> {
                 path.push_str(&format!("&prefix={}", pct(&p)));
             }
             let v = c.get(&path)?;
-            if conn.output == Format::Json {
-                json(&v);
-            } else {
+            super::out(conn, &v, |v| {
                 let rows: Vec<Vec<String>> = v["objects"]
                     .as_array()
                     .map(|a| {
@@ -379,7 +359,7 @@ pub fn bucket(conn: &Conn, cmd: BucketCmd) -> anyhow::Result<()> {
                 if v["truncated"].as_bool() == Some(true) {
                     println!("(more: raise --max or narrow --prefix)");
                 }
-            }
+            });
         }
         BucketCmd::Cat { bucket, key } => {
             let path = format!(

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::output::{cell, table};
+use super::output::{cell, items, table};
 use super::{Conn, out};
 
 /// Topic commands.
@@ -237,7 +237,7 @@ fn u(v: &Value) -> u64 {
 fn topic_rows(list: &[Value]) -> Vec<Vec<String>> {
     list.iter()
         .map(|t| {
-            let parts = t["partitions"].as_array().cloned().unwrap_or_default();
+            let parts = items(&t["partitions"]);
             let records: u64 = parts
                 .iter()
                 .map(|p| u(&p["next_offset"]) - u(&p["first_offset"]))
@@ -296,7 +296,7 @@ pub fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
         TopicCmd::List => {
             let v = c.get("/v1/topics")?;
             out(conn, &v, |v| {
-                let list = v["topics"].as_array().cloned().unwrap_or_default();
+                let list = items(&v["topics"]);
                 table(&headers, &topic_rows(&list));
             });
         }
@@ -305,10 +305,7 @@ pub fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
             out(conn, &v, |v| {
                 table(&headers, &topic_rows(std::slice::from_ref(v)));
                 println!();
-                let rows: Vec<Vec<String>> = v["partitions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = items(&v["partitions"])
                     .iter()
                     .map(|p| {
                         vec![
@@ -382,7 +379,7 @@ pub fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
                 Some(json!({ "records": records })),
             )?;
             out(conn, &v, |v| {
-                let offs = v["offsets"].as_array().cloned().unwrap_or_default();
+                let offs = items(&v["offsets"]);
                 let first = offs.first().cloned().unwrap_or(Value::Null);
                 let last = offs.last().cloned().unwrap_or(Value::Null);
                 println!(
@@ -415,10 +412,7 @@ pub fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
                 "/v1/topics/{topic}/partitions/{partition}/records?{q}"
             ))?;
             out(conn, &v, |v| {
-                let rows: Vec<Vec<String>> = v["records"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = items(&v["records"])
                     .iter()
                     .map(|r| {
                         vec![
@@ -452,10 +446,7 @@ pub fn group(conn: &Conn, cmd: GroupCmd) -> anyhow::Result<()> {
         GroupCmd::List => {
             let v = c.get("/v1/groups")?;
             out(conn, &v, |v| {
-                let rows: Vec<Vec<String>> = v["groups"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = items(&v["groups"])
                     .iter()
                     .map(|g| {
                         vec![
@@ -479,16 +470,10 @@ pub fn group(conn: &Conn, cmd: GroupCmd) -> anyhow::Result<()> {
                     cell(&v["strategy"]),
                     cell(&v["lag"])
                 );
-                let members: Vec<Vec<String>> = v["members"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let members: Vec<Vec<String>> = items(&v["members"])
                     .iter()
                     .map(|m| {
-                        let parts: Vec<String> = m["partitions"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default()
+                        let parts: Vec<String> = items(&m["partitions"])
                             .iter()
                             .map(|tp| format!("{}/{}", cell(&tp["topic"]), cell(&tp["partition"])))
                             .collect();
@@ -497,10 +482,7 @@ pub fn group(conn: &Conn, cmd: GroupCmd) -> anyhow::Result<()> {
                     .collect();
                 table(&["MEMBER", "IDLE_MS", "PARTITIONS"], &members);
                 println!();
-                let rows: Vec<Vec<String>> = v["partitions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = items(&v["partitions"])
                     .iter()
                     .map(|p| {
                         vec![
@@ -571,13 +553,7 @@ pub fn queue(conn: &Conn, cmd: QueueCmd) -> anyhow::Result<()> {
         QueueCmd::List => {
             let v = c.get("/v1/queues")?;
             out(conn, &v, |v| {
-                let rows: Vec<Vec<String>> = v["queues"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(row)
-                    .collect();
+                let rows: Vec<Vec<String>> = items(&v["queues"]).iter().map(row).collect();
                 table(&headers, &rows);
             });
         }
@@ -607,7 +583,7 @@ pub fn queue(conn: &Conn, cmd: QueueCmd) -> anyhow::Result<()> {
                 Some(json!({ "messages": messages })),
             )?;
             out(conn, &v, |v| {
-                for id in v["message_ids"].as_array().cloned().unwrap_or_default() {
+                for id in items(&v["message_ids"]) {
                     println!("sent {}", cell(&id));
                 }
             });
@@ -625,16 +601,13 @@ pub fn queue(conn: &Conn, cmd: QueueCmd) -> anyhow::Result<()> {
             }
             let v = c.post(&format!("/v1/queues/{queue}/receive"), Some(body))?;
             if delete {
-                for m in v["messages"].as_array().cloned().unwrap_or_default() {
+                for m in items(&v["messages"]) {
                     let rh = m["receipt_handle"].as_str().unwrap_or_default();
                     c.delete(&format!("/v1/queues/{queue}/messages/{rh}"))?;
                 }
             }
             out(conn, &v, |v| {
-                let rows: Vec<Vec<String>> = v["messages"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = items(&v["messages"])
                     .iter()
                     .map(|m| {
                         vec![
@@ -691,7 +664,7 @@ fn parse_window(w: &str, grace_ms: u64, event_time: Option<String>) -> anyhow::R
 fn job_rows(list: &[Value]) -> Vec<Vec<String>> {
     list.iter()
         .map(|j| {
-            let tasks = j["tasks"].as_array().cloned().unwrap_or_default();
+            let tasks = items(&j["tasks"]);
             let processed: u64 = tasks.iter().map(|t| u(&t["processed"])).sum();
             let emitted: u64 = tasks.iter().map(|t| u(&t["emitted"])).sum();
             vec![
@@ -773,7 +746,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> anyhow::Result<()> {
         JobCmd::List => {
             let v = c.get("/v1/stream-jobs")?;
             out(conn, &v, |v| {
-                let list = v["jobs"].as_array().cloned().unwrap_or_default();
+                let list = items(&v["jobs"]);
                 table(&JOB_HEADERS, &job_rows(&list));
             });
         }
@@ -782,10 +755,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> anyhow::Result<()> {
             out(conn, &v, |v| {
                 table(&JOB_HEADERS, &job_rows(std::slice::from_ref(v)));
                 println!();
-                let rows: Vec<Vec<String>> = v["tasks"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+                let rows: Vec<Vec<String>> = items(&v["tasks"])
                     .iter()
                     .map(|t| {
                         vec![
