@@ -300,16 +300,17 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
 
     step(7, "where to look");
     let url = &c.url;
+    let mc = cli_name();
     println!("  API:       {url}   (OpenAPI: {url}/openapi.json)");
-    println!("  VMs:       minicloud vm list;  minicloud vm console sensor-1");
+    println!("  VMs:       {mc} vm list;  {mc} vm console sensor-1");
     println!(
-        "  streams:   minicloud topic describe {READINGS};  minicloud job show {AVG};  minicloud group describe {GROUP}"
+        "  streams:   {mc} topic describe {READINGS};  {mc} job show {AVG};  {mc} group describe {GROUP}"
     );
-    println!("  windows:   minicloud bucket ls {bucket} --prefix {prefix}");
+    println!("  windows:   {mc} bucket ls {bucket} --prefix {prefix}");
     println!(
-        "             minicloud bucket cat {bucket} <key>   (or any S3 client: minicloud s3-key create)"
+        "             {mc} bucket cat {bucket} <key>   (or any S3 client: {mc} s3-key create)"
     );
-    println!("  the bill:  minicloud bill;  minicloud bill --group-by resource");
+    println!("  the bill:  {mc} bill;  {mc} bill --group-by resource");
     Ok(())
 }
 
@@ -322,6 +323,23 @@ pub fn default_bucket(project_id: &str) -> String {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     format!("pipeline-{}", &hex[hex.len().saturating_sub(12)..])
+}
+
+/// How the user runs this CLI: `minicloud` when that name on PATH is this
+/// binary, else its full path (as after `scripts/run.sh`, which does not
+/// install it).
+fn cli_name() -> String {
+    let me = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("minicloud"))
+            .find(|c| c.is_file())
+            .and_then(|c| std::fs::canonicalize(c).ok())
+    });
+    match me {
+        Some(me) if on_path.as_ref() != Some(&me) => me.display().to_string(),
+        _ => "minicloud".to_string(),
+    }
 }
 
 /// Whether an instance state is final.
