@@ -22,16 +22,16 @@
 //! STREAMS_HTTP_BENCH_RECORDS=2000000 cargo bench -p api --bench streams_http
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-const VALUE_BYTES: usize = 100;
-const BATCH: usize = 1000;
+#[path = "../../streams/benches/support/redis.rs"]
+mod redis;
+mod support;
+
+use redis::{BATCH, VALUE_BYTES};
 const FETCH: usize = 10_000;
 const BATCH_TYPE: &str = "application/vnd.minicloud.batch";
 
@@ -49,62 +49,6 @@ fn line(what: &str, n: usize, secs: f64, bytes: usize) -> f64 {
         bytes as f64 / secs / 1e6
     );
     rate
-}
-
-// ------------------------------------------------------------------ daemon
-
-struct Daemon {
-    child: Child,
-    url: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_daemon() -> Daemon {
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let data = dir.path().join("data");
-    let child = Command::new(env!("CARGO_BIN_EXE_minicloud"))
-        .args(["serve", "--no-cli-config", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--images-dir")
-        .arg(dir.path().join("images"))
-        .arg("--vmm")
-        .arg(PathBuf::from("/nonexistent/minicloud-vmm"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn minicloud serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("{url}/healthz")).call().is_err() {
-        assert!(Instant::now() < deadline, "daemon did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let token = std::fs::read_to_string(data.join("admin.token"))
-        .expect("admin.token")
-        .trim()
-        .to_string();
-    Daemon {
-        child,
-        url,
-        token,
-        _dir: dir,
-    }
 }
 
 // -------------------------------------------------------------------- http
@@ -152,7 +96,7 @@ fn binary_batch(value: &axum::body::Bytes) -> Vec<u8> {
 /// Produces `n` records to a new topic, then reads every partition to its
 /// end; answers (produce, consume) records/s.
 fn bench_http(
-    d: &Daemon,
+    d: &support::Daemon,
     agent: &ureq::Agent,
     partitions: u32,
     binary: bool,
@@ -258,221 +202,18 @@ fn bench_http(
     (p, c)
 }
 
-// ------------------------------------------------------------------- redis
-
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(bin: &str) -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .ok()?;
-    found
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&found.stdout).trim().to_string())
-}
-
-fn redis_server_path() -> Option<String> {
-    if let Some(p) = which("redis-server") {
-        return Some(p);
-    }
-    eprintln!("redis-server missing: installing Debian's redis-server");
-    let _ = Command::new("apt-get")
-        .arg("update")
-        .stdout(Stdio::null())
-        .status();
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "redis-server"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .ok()?
-        .success();
-    if !ok {
-        return None;
-    }
-    which("redis-server")
-}
-
-fn start_redis() -> Option<Redis> {
-    let bin = redis_server_path()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let dir = tempfile::tempdir().ok()?;
-    let child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let r = Redis {
-        child,
-        port,
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(r);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn resp_cmd(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Reads one RESP reply; for an XREADGROUP answer adds the entries (arrays
-/// at depth 2) and the field bytes (bulks at depth 5) to `counts`.
-fn read_reply(r: &mut BufReader<TcpStream>, depth: usize, counts: &mut (usize, usize)) {
-    let mut l = Vec::new();
-    r.read_until(b'\n', &mut l).expect("read");
-    let body = std::str::from_utf8(&l[1..l.len() - 2]).expect("utf8");
-    match l[0] {
-        b'+' | b':' => {}
-        b'-' => panic!("redis error: {body}"),
-        b'$' => {
-            let n: i64 = body.parse().expect("len");
-            if n >= 0 {
-                let mut buf = vec![0u8; n as usize + 2];
-                r.read_exact(&mut buf).expect("read");
-                if depth == 5 {
-                    counts.1 += n as usize;
-                }
-            }
-        }
-        b'*' => {
-            let n: i64 = body.parse().expect("len");
-            if depth == 2 {
-                counts.0 += n.max(0) as usize;
-            }
-            for _ in 0..n.max(0) {
-                read_reply(r, depth + 1, counts);
-            }
-        }
-        other => panic!("unexpected RESP type {other}"),
-    }
-}
-
-/// Answers (XADD, XREADGROUP, XREADGROUP NOACK) records/s.
-fn bench_redis(n: usize) -> Option<(f64, f64, f64)> {
-    let Some(redis) = start_redis() else {
-        println!("redis streams: skipped (redis-server not available)");
-        return None;
-    };
-    let stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut w = stream.try_clone().expect("clone");
-    let mut r = BufReader::with_capacity(1 << 20, stream);
-    let value = vec![b'x'; VALUE_BYTES];
-    let mut buf = Vec::with_capacity(BATCH * 160);
-    let t0 = Instant::now();
-    let mut produced = 0;
-    while produced < n {
-        buf.clear();
-        for _ in 0..BATCH {
-            resp_cmd(&mut buf, &[b"XADD", b"bench", b"*", b"v", &value]);
-        }
-        w.write_all(&buf).expect("write");
-        for _ in 0..BATCH {
-            read_reply(&mut r, 0, &mut (0, 0));
-        }
-        produced += BATCH;
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let xadd = line(
-        &format!("redis streams XADD pipelined {BATCH} per round trip (TCP loopback)"),
-        produced,
-        secs,
-        produced * VALUE_BYTES,
-    );
-    let mut reads = Vec::new();
-    for (group, noack) in [("g", false), ("g-noack", true)] {
-        buf.clear();
-        resp_cmd(
-            &mut buf,
-            &[b"XGROUP", b"CREATE", b"bench", group.as_bytes(), b"0"],
-        );
-        w.write_all(&buf).expect("write");
-        read_reply(&mut r, 0, &mut (0, 0));
-        let t0 = Instant::now();
-        let mut counts = (0usize, 0usize);
-        while counts.0 < produced {
-            buf.clear();
-            let mut args: Vec<&[u8]> = vec![
-                b"XREADGROUP",
-                b"GROUP",
-                group.as_bytes(),
-                b"c",
-                b"COUNT",
-                b"10000",
-            ];
-            if noack {
-                args.push(b"NOACK");
-            }
-            args.extend_from_slice(&[b"STREAMS", b"bench", b">"]);
-            resp_cmd(&mut buf, &args);
-            w.write_all(&buf).expect("write");
-            let before = counts.0;
-            read_reply(&mut r, 0, &mut counts);
-            if counts.0 == before {
-                break;
-            }
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let what = if noack {
-            "XREADGROUP COUNT 10000 NOACK"
-        } else {
-            "XREADGROUP COUNT 10000 (entries enter the PEL)"
-        };
-        reads.push(line(
-            &format!("redis streams {what} (TCP loopback)"),
-            counts.0,
-            secs,
-            counts.1,
-        ));
-    }
-    Some((xadd, reads[0], reads[1]))
-}
-
 fn main() {
     // `cargo bench` passes --bench; ignore arguments.
     let n = records_env();
     println!(
         "# streams over HTTP: {n} records of {VALUE_BYTES} bytes per figure, value only; Redis Streams in the same run"
     );
-    let d = start_daemon();
+    // Streams only: no VMs, so no VMM binary or images.
+    let d = support::serve(
+        std::path::Path::new("/nonexistent/minicloud-vmm"),
+        Some(std::path::Path::new("/nonexistent/images")),
+        &[],
+    );
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(120))
         .max_idle_connections_per_host(1)
@@ -488,7 +229,8 @@ fn main() {
         }
     }
     drop(d);
-    let Some((xadd, xread, xread_noack)) = bench_redis(n) else {
+    let Some((xadd, xread, xread_noack)) = redis::bench_redis(n, &std::env::temp_dir(), line)
+    else {
         return;
     };
     println!(

@@ -13,16 +13,15 @@
 //! promise as this log's default of fsync at most every second), and is
 //! driven over raw RESP: XADD pipelined in batches, XREADGROUP COUNT.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use streams::{FetchOptions, ProduceRecord, Streams, StreamsConfig, TopicConfig};
 
-const VALUE_BYTES: usize = 100;
-const BATCH: usize = 1000;
+#[path = "support/redis.rs"]
+mod redis;
+
+use redis::{BATCH, VALUE_BYTES};
 
 fn records_env() -> usize {
     std::env::var("STREAMS_BENCH_RECORDS")
@@ -31,12 +30,13 @@ fn records_env() -> usize {
         .unwrap_or(2_000_000)
 }
 
-fn line(what: &str, n: usize, secs: f64, bytes: usize) {
+fn line(what: &str, n: usize, secs: f64, bytes: usize) -> f64 {
+    let rate = n as f64 / secs;
     println!(
-        "{what}: {n} records in {secs:.3} s = {:.0} records/s, {:.1} MB/s",
-        n as f64 / secs,
+        "{what}: {n} records in {secs:.3} s = {rate:.0} records/s, {:.1} MB/s",
         bytes as f64 / secs / 1e6
     );
+    rate
 }
 
 fn batch(value: &Bytes) -> Vec<ProduceRecord> {
@@ -182,216 +182,6 @@ fn bench_dir() -> std::path::PathBuf {
         .map_or_else(|_| std::env::temp_dir(), std::path::PathBuf::from)
 }
 
-// ------------------------------------------------------------------ redis
-
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_server_path() -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", "command -v redis-server"])
-        .output()
-        .ok()?;
-    if found.status.success() {
-        return Some(String::from_utf8_lossy(&found.stdout).trim().to_string());
-    }
-    eprintln!("redis-server missing: installing Debian's redis-server");
-    let _ = Command::new("apt-get")
-        .arg("update")
-        .stdout(Stdio::null())
-        .status();
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "redis-server"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()
-        .ok()?
-        .success();
-    if !ok {
-        return None;
-    }
-    let found = Command::new("sh")
-        .args(["-c", "command -v redis-server"])
-        .output()
-        .ok()?;
-    found
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&found.stdout).trim().to_string())
-}
-
-fn start_redis() -> Option<Redis> {
-    let bin = redis_server_path()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let dir = tempfile::tempdir_in(bench_dir()).ok()?;
-    let child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-        ])
-        .args(["--appendfsync", "everysec", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let r = Redis {
-        child,
-        port,
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(r);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn resp_cmd(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Reads one RESP reply; for an XREADGROUP answer adds the entries (arrays
-/// at depth 2) and the field bytes (bulks at depth 5) to `counts`.
-fn read_reply(r: &mut BufReader<TcpStream>, depth: usize, counts: &mut (usize, usize)) {
-    let mut l = Vec::new();
-    r.read_until(b'\n', &mut l).expect("read");
-    let body = std::str::from_utf8(&l[1..l.len() - 2]).expect("utf8");
-    match l[0] {
-        b'+' | b':' => {}
-        b'-' => panic!("redis error: {body}"),
-        b'$' => {
-            let n: i64 = body.parse().expect("len");
-            if n >= 0 {
-                let mut buf = vec![0u8; n as usize + 2];
-                r.read_exact(&mut buf).expect("read");
-                if depth == 5 {
-                    counts.1 += n as usize;
-                }
-            }
-        }
-        b'*' => {
-            let n: i64 = body.parse().expect("len");
-            if depth == 2 {
-                counts.0 += n.max(0) as usize;
-            }
-            for _ in 0..n.max(0) {
-                read_reply(r, depth + 1, counts);
-            }
-        }
-        other => panic!("unexpected RESP type {other}"),
-    }
-}
-
-fn bench_redis(n: usize) {
-    if std::env::var("STREAMS_BENCH_NO_REDIS").is_ok() {
-        return;
-    }
-    let Some(redis) = start_redis() else {
-        println!("redis streams: skipped (redis-server not available)");
-        return;
-    };
-    let stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut w = stream.try_clone().expect("clone");
-    let mut r = BufReader::with_capacity(1 << 20, stream);
-    let value = vec![b'x'; VALUE_BYTES];
-    let mut buf = Vec::with_capacity(BATCH * 160);
-    let t0 = Instant::now();
-    let mut produced = 0;
-    while produced < n {
-        buf.clear();
-        for _ in 0..BATCH {
-            resp_cmd(&mut buf, &[b"XADD", b"bench", b"*", b"v", &value]);
-        }
-        w.write_all(&buf).expect("write");
-        for _ in 0..BATCH {
-            read_reply(&mut r, 0, &mut (0, 0));
-        }
-        produced += BATCH;
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    line(
-        &format!("redis streams XADD pipelined {BATCH} per round trip (TCP loopback)"),
-        produced,
-        secs,
-        produced * VALUE_BYTES,
-    );
-
-    for (group, noack) in [("g", false), ("g-noack", true)] {
-        buf.clear();
-        resp_cmd(
-            &mut buf,
-            &[b"XGROUP", b"CREATE", b"bench", group.as_bytes(), b"0"],
-        );
-        w.write_all(&buf).expect("write");
-        read_reply(&mut r, 0, &mut (0, 0));
-        let t0 = Instant::now();
-        let mut counts = (0usize, 0usize);
-        while counts.0 < produced {
-            buf.clear();
-            let mut args: Vec<&[u8]> = vec![
-                b"XREADGROUP",
-                b"GROUP",
-                group.as_bytes(),
-                b"c",
-                b"COUNT",
-                b"10000",
-            ];
-            if noack {
-                args.push(b"NOACK");
-            }
-            args.extend_from_slice(&[b"STREAMS", b"bench", b">"]);
-            resp_cmd(&mut buf, &args);
-            w.write_all(&buf).expect("write");
-            let before = counts.0;
-            read_reply(&mut r, 0, &mut counts);
-            if counts.0 == before {
-                break;
-            }
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let what = if noack {
-            "XREADGROUP COUNT 10000 NOACK"
-        } else {
-            "XREADGROUP COUNT 10000 (entries enter the PEL)"
-        };
-        line(
-            &format!("redis streams {what} (TCP loopback)"),
-            counts.0,
-            secs,
-            counts.1,
-        );
-    }
-}
-
 fn main() {
     // `cargo bench` passes --bench; ignore arguments.
     let n = records_env();
@@ -399,6 +189,8 @@ fn main() {
     bench_log(1, n);
     bench_log(4, n);
     bench_latency(10_000);
-    bench_redis(n);
+    if std::env::var("STREAMS_BENCH_NO_REDIS").is_err() {
+        redis::bench_redis(n, &bench_dir(), line);
+    }
     println!("# HTTP-path figures come with the api crate's routes (not measured here)");
 }

@@ -53,8 +53,7 @@ pub fn start(env: &[(&str, &str)]) -> Daemon {
         .status()
         .expect("images");
     assert!(st.success());
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_minicloud"));
-    let vmm = bin.with_file_name("minicloud-vmm");
+    let vmm = PathBuf::from(env!("CARGO_BIN_EXE_minicloud")).with_file_name("minicloud-vmm");
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
@@ -68,6 +67,13 @@ pub fn start(env: &[(&str, &str)]) -> Daemon {
         .status()
         .expect("cargo");
     assert!(st.success());
+    serve(&vmm, None, env)
+}
+
+/// Starts `minicloud serve` on a free loopback port and a fresh data
+/// directory with this VMM binary and image cache (default cache: `None`).
+pub fn serve(vmm: &Path, images_dir: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_minicloud"));
     let dir = tempfile::tempdir().expect("tmp");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -87,6 +93,12 @@ pub fn start(env: &[(&str, &str)]) -> Daemon {
         .arg(dir.path().join("data"))
         .arg("--vmm")
         .arg(vmm)
+        .args(
+            images_dir
+                .map(|d| ["--images-dir".as_ref(), d.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
@@ -94,7 +106,7 @@ pub fn start(env: &[(&str, &str)]) -> Daemon {
         .spawn()
         .expect("serve");
     let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
+    for _ in 0..1500 {
         if ureq::get(&format!("{url}/healthz")).call().is_ok() {
             break;
         }

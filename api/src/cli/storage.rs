@@ -234,7 +234,7 @@ pub fn volume(conn: &Conn, cmd: VolumeCmd) -> anyhow::Result<()> {
                 Some(serde_json::json!({ "name": name })),
             )?;
             super::out(conn, &s, |s| {
-                table(&SNAPSHOT_HEADERS, &[snapshot_row(&s)]);
+                table(&SNAPSHOT_HEADERS, &[snapshot_row(s)]);
             });
         }
     }
@@ -258,7 +258,7 @@ pub fn snapshot(conn: &Conn, cmd: SnapshotCmd) -> anyhow::Result<()> {
         SnapshotCmd::Show { id } => {
             let s = c.get(&format!("/v1/snapshots/{id}"))?;
             super::out(conn, &s, |s| {
-                table(&SNAPSHOT_HEADERS, &[snapshot_row(&s)]);
+                table(&SNAPSHOT_HEADERS, &[snapshot_row(s)]);
             });
         }
         SnapshotCmd::Delete { id } => {
