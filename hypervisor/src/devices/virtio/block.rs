@@ -328,13 +328,7 @@ impl VirtioDevice for Block {
         // Only `capacity` (le64 at offset 0) is defined by the features we
         // offer; the rest of the space reads as zero.
         let config = self.sectors.to_le_bytes();
-        for (i, byte) in data.iter_mut().enumerate() {
-            *byte = offset
-                .checked_add(i as u64)
-                .and_then(|o| config.get(o as usize))
-                .copied()
-                .unwrap_or(0);
-        }
+        super::read_config_bytes(&config, offset, data);
     }
 
     fn process_queue(

@@ -84,6 +84,20 @@ pub enum QueueError {
     },
 }
 
+/// Copies the bytes of a device's configuration space `config` at
+/// `offset` into `data`; bytes past its end read as zero (a guest may read
+/// anywhere in the window).
+pub(crate) fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, byte) in data.iter_mut().enumerate() {
+        *byte = offset
+            .checked_add(i as u64)
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| config.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
 /// One virtio device behind a transport.
 pub trait VirtioDevice: Send {
     /// virtio device ID (2 = block, 19 = vsock, ...).
