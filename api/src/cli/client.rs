@@ -109,3 +109,16 @@ impl Client {
         self.finish(self.request("DELETE", path).call())
     }
 }
+
+/// Percent-encodes all but RFC 3986's unreserved characters, for a path
+/// segment or a query value.
+pub fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

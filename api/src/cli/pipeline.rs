@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::Conn;
-use super::client::Client;
+use super::client::{Client, pct};
 use super::output::items;
 
 /// Topic the sensors write.
@@ -214,7 +214,7 @@ pub fn run(conn: &Conn, a: PipelineArgs) -> anyhow::Result<()> {
     let windows = topic_records(&c, AVG)?;
     let objects = c.get(&format!(
         "/v1/buckets/{bucket}/objects?prefix={}",
-        urlencode(&prefix)
+        pct(&prefix)
     ))?;
     let n_obj = objects["objects"].as_array().map_or(0, Vec::len);
     println!("  {windows} closed windows in {AVG}; {n_obj} objects in s3://{bucket}/{prefix}");
@@ -503,17 +503,6 @@ pub fn recompute(
         }
     }
     closed
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use super::Conn;
+use super::client::pct;
 use super::output::{Format, cell, table};
 
 /// `minicloud s3-key ...`
@@ -299,17 +300,6 @@ pub enum BucketCmd {
         /// Key.
         key: String,
     },
-}
-
-fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Runs `bucket`.
